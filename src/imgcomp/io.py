@@ -1,0 +1,146 @@
+"""Image input and output.
+
+Policy (what a user can rely on):
+
+* Accepted containers: anything Pillow decodes (PNG, JPEG, WebP, TIFF, BMP, ...; AVIF and HEIC too).
+* Accepted pixel formats: 8-bit RGB; 8-bit grayscale (``L``) is expanded to RGB; palette images are
+  converted to RGB; an alpha channel (``RGBA``, ``LA``, palette transparency) is **dropped with a
+  warning** (learned and classical codecs here code colour only). Images with several frames use the
+  first frame, with a warning.
+* Rejected with :class:`~imgcomp.errors.ImgcompError`: 16-bit, float, CMYK, 1-bit and other modes,
+  non-image and corrupt files, empty files, decompression bombs beyond Pillow's limit.
+
+Arrays are ``numpy.uint8`` of shape ``(H, W, 3)``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from imgcomp.errors import ImgcompError
+
+ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+_EXPANDED_MODES = {"RGB", "L", "P", "RGBA", "LA", "PA"}
+
+
+def _from_pil(image: Image.Image, name: str) -> np.ndarray:
+    if getattr(image, "n_frames", 1) > 1:
+        warnings.warn(f"{name}: has {image.n_frames} frames; using the first", stacklevel=3)
+        image.seek(0)
+    mode = image.mode
+    if mode not in _EXPANDED_MODES:
+        raise ImgcompError(
+            f"{name}: unsupported pixel format {mode!r}; imgcomp reads 8-bit RGB, grayscale "
+            "(L), palette (P) and RGBA images"
+        )
+    has_alpha = mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        warnings.warn(f"{name}: alpha channel dropped (imgcomp codes colour only)", stacklevel=3)
+    try:
+        rgb = image.convert("RGBA").convert("RGB") if mode == "P" else image.convert("RGB")
+        array = np.asarray(rgb, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImgcompError(f"{name}: cannot decode image data ({exc})") from None
+    if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImgcompError(f"{name}: empty image")
+    return np.ascontiguousarray(array)
+
+
+def load_image(source: ImageSource) -> np.ndarray:
+    """Read an image as an ``(H, W, 3)`` uint8 RGB array, following the module's policy."""
+    if isinstance(source, np.ndarray):
+        return as_rgb_array(source)
+    if isinstance(source, Image.Image):
+        return _from_pil(source, "image")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, stream = "image bytes", io.BytesIO(bytes(source))
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise ImgcompError(f"{name}: no such file")
+        stream = path
+    _register_optional_plugins()
+    try:
+        with Image.open(stream) as image:
+            image.load()
+            return _from_pil(image, name)
+    except ImgcompError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImgcompError(f"{name}: image too large ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImgcompError(f"{name}: not an image file imgcomp can read") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImgcompError(f"{name}: corrupt or truncated image ({exc})") from None
+
+
+def as_rgb_array(array: np.ndarray) -> np.ndarray:
+    """Validate an in-memory image: uint8, ``(H, W)`` grayscale or ``(H, W, 3|4)``."""
+    if array.dtype != np.uint8:
+        raise ImgcompError(f"image array must be uint8, got {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ImgcompError(f"image array must have shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+    if array.shape[2] == 4:
+        warnings.warn("alpha channel dropped (imgcomp codes colour only)", stacklevel=2)
+        array = array[:, :, :3]
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImgcompError("empty image")
+    return np.ascontiguousarray(array)
+
+
+def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write an RGB array; the format follows the suffix. Refuses to overwrite unless ``force``.
+
+    The file is written to a temporary name first and renamed, so a failure never leaves a
+    partial output behind.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise ImgcompError(f"{path}: exists (use --force to overwrite)")
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ImgcompError(f"{path}: unknown image suffix {path.suffix!r}")
+    image = Image.fromarray(as_rgb_array(array), "RGB")
+    write_atomic(path, lambda handle: image.save(handle, format=fmt))
+    return path
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+_plugins_registered = False
+
+
+def _register_optional_plugins() -> None:
+    """Let Pillow open HEIC (pillow-heif) and imgcomp's own ``.icz`` files."""
+    global _plugins_registered
+    if _plugins_registered:
+        return
+    _plugins_registered = True
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except ImportError:  # pragma: no cover - optional at run time
+        pass

@@ -1,0 +1,145 @@
+"""Image quality and rate metrics, computed the way the papers report them.
+
+* PSNR on 8-bit RGB (peak 255), over all pixels and channels.
+* MS-SSIM (Wang et al. 2003) on RGB with the standard five scales and weights, via
+  ``pytorch_msssim``; ``ms_ssim_db`` is the papers' ``-10 log10(1 - MS-SSIM)``.
+* YCbCr-weighted MS-SSIM as in Rippel & Bourdev (2017, sec. 5): MS-SSIM of Y, Cb and Cr (BT.601,
+  full range) combined with weights 6/8, 1/8, 1/8.
+* Bits per pixel: ``8 * bytes / (H * W)``.
+
+MS-SSIM's five scales need a side of at least 161 pixels (an 11-tap window at 1/16 scale).
+Smaller images raise :class:`ImgcompError` unless ``allow_fewer_scales=True``: then the number of
+scales is reduced to what fits and the remaining weights are renormalised to sum to one (the
+documented fallback used for small training crops; values are not comparable to 5-scale figures).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from pytorch_msssim import ms_ssim as _ms_ssim_5
+from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+
+from imgcomp.errors import ImgcompError
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+WINDOW_SIZE = 11
+YCBCR_WEIGHTS = (6 / 8, 1 / 8, 1 / 8)
+MIN_SIDE_5_SCALES = (WINDOW_SIZE - 1) * 2**4 + 1
+
+
+def _as_tensor(image) -> torch.Tensor:
+    """uint8/float arrays (H, W, C) or tensors (N, C, H, W) in [0, 255] -> float tensor NCHW."""
+    if isinstance(image, torch.Tensor):
+        tensor = image.float()
+        if tensor.ndim == 3:
+            tensor = tensor.unsqueeze(0)
+        return tensor
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ImgcompError(f"expected an (H, W, C) image, got shape {array.shape}")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
+    if a.shape != b.shape:
+        raise ImgcompError(f"images differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.numel() == 0:
+        raise ImgcompError("empty image")
+
+
+def mse(a, b) -> float:
+    """Mean squared error over all pixels and channels (0-255 scale)."""
+    x, y = _as_tensor(a).double(), _as_tensor(b).double()
+    _check_pair(x, y)
+    return float(torch.mean((x - y) ** 2))
+
+
+def psnr(a, b, peak: float = 255.0) -> float:
+    """PSNR in dB; ``inf`` for identical images."""
+    error = mse(a, b)
+    return math.inf if error == 0 else 10.0 * math.log10(peak**2 / error)
+
+
+def ms_ssim_scales(height: int, width: int) -> int:
+    """How many MS-SSIM scales fit an image of this size (at most 5, at least 1)."""
+    side = min(height, width)
+    if side < WINDOW_SIZE:
+        return 0
+    return min(5, 1 + int(math.floor(math.log2(side / WINDOW_SIZE))))
+
+
+def ms_ssim_tensor(
+    x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0, allow_fewer_scales: bool = False
+) -> torch.Tensor:
+    """Differentiable MS-SSIM per batch element for NCHW tensors in ``[0, data_range]``."""
+    _check_pair(x, y)
+    height, width = x.shape[-2:]
+    if min(height, width) >= MIN_SIDE_5_SCALES:
+        return _ms_ssim_5(x, y, data_range=data_range, size_average=False)
+    scales = ms_ssim_scales(height, width)
+    if not allow_fewer_scales or scales < 2:
+        raise ImgcompError(
+            f"MS-SSIM needs images of at least {MIN_SIDE_5_SCALES}x{MIN_SIDE_5_SCALES} pixels "
+            f"for its 5 scales, got {width}x{height}"
+            + ("" if scales >= 2 else "; too small even for the reduced-scale fallback")
+        )
+    weights = x.new_tensor(MS_SSIM_WEIGHTS[:scales])
+    weights = weights / weights.sum()
+    window = _fspecial_gauss_1d(WINDOW_SIZE, 1.5).repeat([x.shape[1], 1, 1, 1])
+    factors = []
+    for level in range(scales):
+        ssim_per_channel, cs = _ssim(x, y, data_range=data_range, win=window, size_average=False)
+        if level < scales - 1:
+            factors.append(torch.relu(cs))
+            padding = [s % 2 for s in x.shape[2:]]
+            x = torch.nn.functional.avg_pool2d(x, kernel_size=2, padding=padding)
+            y = torch.nn.functional.avg_pool2d(y, kernel_size=2, padding=padding)
+    factors.append(torch.relu(ssim_per_channel))
+    stacked = torch.stack(factors, dim=0)
+    return torch.prod(stacked ** weights.view(-1, 1, 1), dim=0).mean(1)
+
+
+def ms_ssim(a, b, allow_fewer_scales: bool = False) -> float:
+    """MS-SSIM of two RGB images (arrays ``(H, W, 3)`` or NCHW tensors on the 0-255 scale)."""
+    x, y = _as_tensor(a), _as_tensor(b)
+    with torch.no_grad():
+        return float(ms_ssim_tensor(x, y, 255.0, allow_fewer_scales).mean())
+
+
+def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """BT.601 full-range RGB -> YCbCr for NCHW tensors on the 0-255 scale (as JPEG/JFIF)."""
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    return torch.stack([y, cb, cr], dim=1)
+
+
+def ms_ssim_ycbcr(a, b, allow_fewer_scales: bool = False) -> float:
+    """Rippel & Bourdev's YCbCr MS-SSIM: 6/8 * MS-SSIM(Y) + 1/8 * (Cb) + 1/8 * (Cr)."""
+    x, y = rgb_to_ycbcr(_as_tensor(a)), rgb_to_ycbcr(_as_tensor(b))
+    total = 0.0
+    with torch.no_grad():
+        for channel, weight in enumerate(YCBCR_WEIGHTS):
+            value = ms_ssim_tensor(
+                x[:, channel : channel + 1], y[:, channel : channel + 1], 255.0, allow_fewer_scales
+            )
+            total += weight * float(value.mean())
+    return total
+
+
+def ms_ssim_db(value: float) -> float:
+    """MS-SSIM on the papers' decibel scale, ``-10 log10(1 - MS-SSIM)``; ``inf`` at 1."""
+    return math.inf if value >= 1.0 else -10.0 * math.log10(1.0 - value)
+
+
+def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
+    """Rate of a file of ``num_bytes`` for an ``height`` x ``width`` image."""
+    if height <= 0 or width <= 0:
+        raise ImgcompError(f"invalid image size {width}x{height}")
+    return 8.0 * num_bytes / (height * width)
