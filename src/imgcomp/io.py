@@ -46,7 +46,7 @@ def _from_pil(image: Image.Image, name: str) -> np.ndarray:
         warnings.warn(f"{name}: alpha channel dropped (imgcomp codes colour only)", stacklevel=3)
     try:
         rgb = image.convert("RGBA").convert("RGB") if mode == "P" else image.convert("RGB")
-        array = np.asarray(rgb, dtype=np.uint8)
+        array = np.array(rgb, dtype=np.uint8)  # a writable copy
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImgcompError(f"{name}: cannot decode image data ({exc})") from None
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:

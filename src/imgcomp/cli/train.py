@@ -1,9 +1,120 @@
-"""CLI commands: train (being built)."""
+"""``imgcomp train`` and ``imgcomp visualize``."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.console import Console
+
+from imgcomp.errors import ImgcompError
+
+console = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    app.command(name="train")(train_command)
+    app.command(name="visualize")(visualize_command)
+
+
+def train_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, logs, exported model."),
+    data: Optional[Path] = typer.Option(None, help="Folder of training images (e.g. DATA/train from `imgcomp data prepare`)."),
+    val_data: Optional[Path] = typer.Option(None, help="Folder of validation images (e.g. DATA/val)."),
+    recipe: Optional[str] = typer.Option(None, help="A named recipe of settings (see `imgcomp train --list-recipes`)."),
+    preset: Optional[str] = typer.Option(None, help="Model size: cpu (trains on 2 CPU cores) or paper (the published model)."),
+    steps: Optional[int] = typer.Option(None, help="Total training steps."),
+    target_bpp: Optional[float] = typer.Option(None, help="Rate target t in bits per pixel (of the highest importance head)."),
+    heads: Optional[int] = typer.Option(None, help="Importance-map heads: >1 trains one multi-rate model."),
+    latent_channels: Optional[int] = typer.Option(None, help="Latent channels K."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per step (over all processes)."),
+    crop: Optional[int] = typer.Option(None, help="Training crop size in pixels."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate of E, D and Q."),
+    beta: Optional[float] = typer.Option(None, help="Rate weight beta."),
+    workers: Optional[int] = typer.Option(None, help="Data loader worker processes."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    val_every: Optional[int] = typer.Option(None, help="Validate every N steps."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint every N steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint (pass --steps to extend it)."),
+    force: bool = typer.Option(False, "--force", help="Start over, deleting an existing run in --out."),
+    list_recipes: bool = typer.Option(False, "--list-recipes", help="Print the recipes and exit."),
+) -> None:
+    """Train a context-model codec (Mentzer et al. 2018). Ctrl-C stops cleanly with a checkpoint.
+
+    Launch with `torchrun --nproc-per-node N -m imgcomp train ...` for multi-process (DDP) training.
+    """
+    from imgcomp.training.recipes import RECIPES, build_config
+    from imgcomp.training.trainer import CONFIG_FILE, TrainConfig, train
+
+    if list_recipes:
+        for name, recipe_def in RECIPES.items():
+            typer.echo(f"{name}: {recipe_def['description']}")
+        return
+    overrides = {
+        "data": str(data) if data else None, "val_data": str(val_data) if val_data else None,
+        "preset": preset, "steps": steps, "target_bpp": target_bpp, "heads": heads,
+        "latent_channels": latent_channels, "batch_size": batch_size, "crop": crop, "lr": lr,
+        "beta": beta, "workers": workers, "seed": seed, "val_every": val_every,
+        "checkpoint_every": checkpoint_every,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    config_path = out / CONFIG_FILE
+    if resume:
+        if not config_path.is_file():
+            raise ImgcompError(f"{out}: no run to resume (missing {CONFIG_FILE})")
+        stored = json.loads(config_path.read_text())
+        allowed = {"steps", "workers", "val_every", "checkpoint_every", "val_data"}
+        changed = {k for k, v in overrides.items() if stored.get(k) != v} - allowed
+        if changed:
+            raise ImgcompError(f"cannot change {', '.join(sorted(changed))} when resuming")
+        stored.update(overrides)
+        config = TrainConfig(**{f.name: stored[f.name] for f in fields(TrainConfig) if f.name in stored})
+    else:
+        if out.exists() and any(out.iterdir()):
+            if not force:
+                raise ImgcompError(f"{out}: exists and is not empty (use --resume to continue it or --force to start over)")
+            shutil.rmtree(out)
+        config = build_config(recipe, overrides)
+    if not Path(config.data).is_dir():
+        raise ImgcompError(f"{config.data}: training data folder not found (run `imgcomp data prepare --out DATA`)")
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
+    ) as bar:
+        task = bar.add_task("train", total=config.steps, completed=0, status="")
+
+        def progress(step: int, total: int, metrics: dict) -> None:
+            status = ""
+            if metrics:
+                status = (
+                    f"loss {metrics.get('loss', 0):.3f}  bpp {metrics.get('masked_bpp', 0):.3f}  "
+                    f"MS-SSIM {metrics.get('ms_ssim', 0):.4f}  {metrics.get('steps_per_s', 0):.2f} steps/s"
+                )
+            bar.update(task, completed=step, status=status)
+
+        result = train(config, out, resume=resume, progress=progress)
+    state = "stopped early; resume with --resume" if result.pop("stopped_early") else "done"
+    console.print(f"{state}: model exported to {out / 'model'}")
+    typer.echo(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}))
+
+
+def visualize_command(
+    image: Path = typer.Argument(..., help="Image to analyse."),
+    model: Path = typer.Option(..., "--model", "-m", help="Exported model folder (RUN/model)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNGs."),
+    quality: Optional[int] = typer.Option(None, "--quality", "-q", help="Importance head (1 = lowest rate); default: highest."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing PNGs."),
+) -> None:
+    """Write the importance map and every latent channel as PNGs (Mentzer et al. 2018, Fig. 6)."""
+    from imgcomp.visualize import visualize
+
+    paths = visualize(image, model, out, quality=quality, force=force)
+    for path in paths:
+        typer.echo(str(path))

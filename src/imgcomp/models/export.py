@@ -1,0 +1,87 @@
+"""Exported models: ``model.safetensors`` (weights) + ``config.json`` (architecture and metadata).
+
+No pickles: a model file can be inspected and loaded without executing code. The SHA-256 of the
+weights file identifies the exact model inside compressed files (see :mod:`imgcomp.bitstream`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from imgcomp.errors import ImgcompError
+from imgcomp.io import write_atomic
+from imgcomp.models.mentzer2018 import CodecConfig
+from imgcomp.models.registry import create_model
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with what the files said about it."""
+
+    model: torch.nn.Module
+    config: CodecConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+    path: Path | None = None
+
+
+def export_model(
+    model: torch.nn.Module, out_dir: str | os.PathLike, metadata: dict[str, Any] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write ``out_dir/model.safetensors`` and ``out_dir/config.json``."""
+    out = Path(out_dir)
+    weights_path, config_path = out / WEIGHTS_FILE, out / CONFIG_FILE
+    if not force and (weights_path.exists() or config_path.exists()):
+        raise ImgcompError(f"{out}: already holds a model (use --force to overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = out / f".{WEIGHTS_FILE}.tmp"
+    save_file(state, str(tmp))
+    os.replace(tmp, weights_path)
+    document = {"config": model.config.to_dict(), "metadata": metadata or {}}
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    write_atomic(config_path, lambda handle: handle.write(text.encode()))
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_model(model_dir: str | os.PathLike) -> LoadedModel:
+    """Load an exported model in eval mode; clear :class:`ImgcompError` on any problem."""
+    folder = Path(model_dir)
+    weights_path, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
+    if not weights_path.is_file() or not config_path.is_file():
+        raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
+    try:
+        document = json.loads(config_path.read_text())
+        config = CodecConfig.from_dict(document["config"])
+        metadata = document.get("metadata", {})
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ImgcompError(f"{config_path}: invalid model config ({exc})") from None
+    model = create_model(config.architecture, config)
+    try:
+        state = load_file(str(weights_path))
+        model.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise ImgcompError(f"{weights_path}: cannot load weights ({exc})") from None
+    model.eval()
+    return LoadedModel(model, config, metadata, file_sha256(weights_path), folder)

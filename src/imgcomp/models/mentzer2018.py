@@ -1,0 +1,153 @@
+"""Conditional probability models for deep image compression (Mentzer et al., CVPR 2018).
+
+The auto-encoder of Fig. 2 with an importance map (sec. 3.4), the learned-center quantizer
+(sec. 3.1) and the 3-D masked-CNN context model (sec. 3.2). Several importance-map heads give one
+network several rates (supplement, "Multiple compression rates"); Patel et al.'s perceptual
+variant only changes the decoder's upsampling (``decoder_kernel=2``) and the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgcomp.errors import ImgcompError
+from imgcomp.models.context_model import ContextModel3D, symbol_bits
+from imgcomp.models.importance_map import binarize_mask, importance_mask
+from imgcomp.models.layers import ResidualBody, conv_bn_relu, upconv
+from imgcomp.models.quantizer import LearnedCenterQuantizer
+from imgcomp.models.registry import register_architecture
+
+ARCHITECTURE = "mentzer2018"
+DOWNSAMPLING = 8  # three stride-2 convolutions
+
+
+@dataclass
+class CodecConfig:
+    """Everything needed to rebuild a model; stored as JSON beside the weights."""
+
+    architecture: str = ARCHITECTURE
+    channels: int = 128  # n in Fig. 2
+    residual_groups: int = 5
+    blocks_per_group: int = 3
+    batch_norm: bool = True
+    latent_channels: int = 32  # K
+    num_centers: int = 6  # L
+    importance_heads: int = 1
+    context_channels: int = 24
+    decoder_kernel: int = 5  # 2 for Patel et al.'s checkerboard-free upsampling
+    # Fixed input normalisation (per RGB channel, on the 0-255 scale), set from training data.
+    input_mean: list[float] = field(default_factory=lambda: [120.0, 115.0, 105.0])
+    input_std: list[float] = field(default_factory=lambda: [65.0, 63.0, 66.0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CodecConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ImgcompError(f"model config has unknown fields: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+PRESETS: dict[str, CodecConfig] = {
+    # The published body: 5 groups x 3 residual blocks, n = 128 (~7 s/step on 2 CPU cores).
+    "paper": CodecConfig(),
+    # Small enough to train on 2 CPU cores: n = 64, 4 residual blocks.
+    "cpu": CodecConfig(channels=64, residual_groups=1, blocks_per_group=4),
+    # Tiny, for tests only.
+    "tiny": CodecConfig(
+        channels=8, residual_groups=1, blocks_per_group=1, latent_channels=4, context_channels=4
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> CodecConfig:
+    """A copy of a named preset with some fields changed."""
+    if name not in PRESETS:
+        raise ImgcompError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    data = PRESETS[name].to_dict()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return CodecConfig.from_dict(data)
+
+
+@register_architecture(ARCHITECTURE)
+class ConditionalProbabilityCodec(nn.Module):
+    """E, D, Q and P of Mentzer et al. 2018; ``forward`` runs steps 1-6 of sec. 3.5."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        super().__init__()
+        self.config = config
+        n, bn = config.channels, config.batch_norm
+        K = config.latent_channels
+        self.register_buffer("input_mean", torch.tensor(config.input_mean).view(1, 3, 1, 1))
+        self.register_buffer("input_std", torch.tensor(config.input_std).view(1, 3, 1, 1))
+        self.encoder = nn.Sequential(
+            conv_bn_relu(3, n // 2, 5, 2, bn),
+            conv_bn_relu(n // 2, n, 5, 2, bn),
+            ResidualBody(n, config.residual_groups, config.blocks_per_group, bn),
+            nn.Conv2d(n, K + config.importance_heads, 5, stride=2, padding=2),
+        )
+        kernel = config.decoder_kernel
+        self.decoder = nn.Sequential(
+            upconv(K, n, 3 if kernel != 2 else 2, bn),
+            ResidualBody(n, config.residual_groups, config.blocks_per_group, bn),
+            upconv(n, n // 2, kernel, bn),
+            upconv(n // 2, 3, kernel, bn, relu=False),
+        )
+        self.quantizer = LearnedCenterQuantizer(config.num_centers)
+        self.context_model = ContextModel3D(config.num_centers, config.context_channels)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    def autoencoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of E, D and Q (optimised on eq. 20)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("context_model.")]
+
+    def context_parameters(self) -> list[nn.Parameter]:
+        """Parameters of P (optimised on eq. 21)."""
+        return list(self.context_model.parameters())
+
+    def encode_latent(self, x: torch.Tensor, head: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 1-3: masked latent ``z`` and the (binarised, straight-through) mask for ``head``.
+
+        ``x`` is (N, 3, H, W) on the 0-255 scale with H, W multiples of 8.
+        """
+        z, mask, _ = self.analyse(x, head)
+        return z, mask
+
+    def analyse(self, x: torch.Tensor, head: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Masked latent, mask and the importance map ``y`` in ``[0, K]`` (N, 1, H/8, W/8)."""
+        if not 0 <= head < self.config.importance_heads:
+            raise ImgcompError(
+                f"importance head {head} out of range (model has {self.config.importance_heads})"
+            )
+        out = self.encoder((x - self.input_mean) / self.input_std)
+        K = self.latent_channels
+        z = out[:, :K]
+        y = torch.sigmoid(out[:, K + head : K + head + 1]) * K
+        mask = binarize_mask(importance_mask(y, K))
+        return z * mask, mask, y
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 4: ``(z_hat, symbols)``."""
+        return self.quantizer(z)
+
+    def decode_latent(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """Step 6: reconstruction on the 0-255 scale (not clamped)."""
+        return self.decoder(z_hat) * self.input_std + self.input_mean
+
+    def forward(self, x: torch.Tensor, head: int = 0) -> dict[str, torch.Tensor]:
+        z, mask = self.encode_latent(x, head)
+        z_hat, symbols = self.quantize(z)
+        logits = self.context_model(z_hat.detach())  # P sees the symbols with stopped gradient
+        bits = symbol_bits(logits, symbols)
+        x_hat = self.decode_latent(z_hat)
+        return {"x_hat": x_hat, "symbols": symbols, "mask": mask, "bits": bits, "logits": logits}

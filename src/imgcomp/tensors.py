@@ -1,0 +1,25 @@
+"""Conversions between image arrays (H, W, 3) uint8 and model tensors (1, 3, H, W) float 0-255."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+
+
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    """Round and clamp a (1, 3, H, W) tensor back to a uint8 image."""
+    return x[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom and right edges by replication to multiples of ``multiple``."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")

@@ -1,0 +1,1 @@
+"""Training: objectives, the concurrent (E, D, Q) / P loop, checkpoints, DDP."""

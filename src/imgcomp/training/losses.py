@@ -1,0 +1,56 @@
+"""Training objectives of Mentzer et al. 2018 (sec. 3.3, eqs. 13, 19, 20, 21)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from imgcomp.metrics import ms_ssim_tensor
+
+
+@dataclass
+class LossWeights:
+    """Coefficients of the objectives."""
+
+    beta: float = 10.0  # rate weight (paper: 10)
+    distortion_scale: float = 100.0  # d = scale * (1 - MS-SSIM) (paper: 100)
+    center_regularization: float = 0.1  # L2 on the quantizer centers (original code)
+
+
+@dataclass
+class LossTerms:
+    total: torch.Tensor  # what backward() is called on: eq. 20 for E, D, Q plus eq. 21 for P
+    distortion: torch.Tensor
+    ms_ssim: torch.Tensor
+    masked_bpp: torch.Tensor  # MC / pixels (eq. 19)
+    bpp: torch.Tensor  # C / pixels (eq. 13)
+    rate_term: torch.Tensor
+
+
+def distortion(x: torch.Tensor, x_hat: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``d = scale * (1 - MS-SSIM)`` on clamped reconstructions; small crops use fewer scales."""
+    value = ms_ssim_tensor(x, x_hat.clamp(0.0, 255.0), 255.0, allow_fewer_scales=True).mean()
+    return scale * (1.0 - value), value
+
+
+def rate_distortion_loss(
+    x: torch.Tensor, out: dict[str, torch.Tensor], target_bpp: float, weights: LossWeights,
+    center_penalty: torch.Tensor,
+) -> LossTerms:
+    """Both objectives in one scalar, arranged so one backward pass gives each optimiser its own.
+
+    * E, D, Q: ``d + beta * max(MC / pixels, t)`` (eq. 20 with the rate clip of sec. 4), where
+      ``MC = sum ceil(m) * (-log2 P)`` reaches the encoder only through the importance mask; the
+      per-symbol bits are detached here so P's gradient comes from its own loss alone.
+    * P: ``C = sum -log2 P`` (eq. 21; ``d`` does not depend on P).
+    """
+    pixels = x.shape[-2] * x.shape[-1]
+    bits = out["bits"]
+    masked_bits = (out["mask"] * bits.detach()).flatten(1).sum(1)
+    masked_bpp = (masked_bits / pixels).mean()
+    bpp = (bits.flatten(1).sum(1) / pixels).mean()
+    d, value = distortion(x, out["x_hat"], weights.distortion_scale)
+    rate_term = weights.beta * torch.clamp(masked_bpp, min=target_bpp)
+    total = d + rate_term + weights.center_regularization * center_penalty + bpp
+    return LossTerms(total, d.detach(), value.detach(), masked_bpp.detach(), bpp.detach(), rate_term.detach())

@@ -1,0 +1,294 @@
+"""Concurrent training of (E, D, Q) and P (Mentzer et al. 2018, sec. 3.5), single- or multi-process.
+
+One step: pick an importance head (multi-rate supplement: head ``i`` of ``n`` has target
+``(i+1)/n * t``), run steps 1-6 of sec. 3.5, one backward pass, then both Adam optimisers step
+(eqs. 20 and 21). Batches and heads are pure functions of ``(seed, step)``, so ``--resume``
+continues exactly where an uninterrupted run would have been. Under ``torchrun`` the model is
+wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU) and each rank takes its own slice of
+every step's batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+
+from imgcomp.errors import ImgcompError
+from imgcomp.metrics import ms_ssim, psnr
+from imgcomp.models import ConditionalProbabilityCodec, create_model, preset
+from imgcomp.models.export import export_model
+from imgcomp.training import distributed
+from imgcomp.training.batches import StepBatches, input_statistics, load_validation_images
+from imgcomp.training.checkpoint import (
+    CHECKPOINT_FILE,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from imgcomp.training.losses import LossWeights, rate_distortion_loss
+
+CONFIG_FILE = "train_config.json"
+METRICS_FILE = "metrics.jsonl"
+MODEL_DIR = "model"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``train_config.json`` in the run folder)."""
+
+    data: str
+    preset: str = "cpu"
+    steps: int = 2000
+    batch_size: int = 8
+    crop: int = 128
+    target_bpp: float = 0.4  # the highest head's target; head i of n gets (i+1)/n of it
+    heads: Optional[int] = None  # importance-map heads (multi-rate); preset's value if None
+    latent_channels: Optional[int] = None
+    decoder_kernel: Optional[int] = None
+    lr: float = 1e-3  # Adam, E/D/Q
+    context_lr: float = 1e-3  # Adam, P
+    lr_decay_at: list[float] = field(default_factory=lambda: [0.75, 0.9])  # fractions of steps; x0.1
+    beta: float = 10.0
+    distortion_scale: float = 100.0
+    val_data: Optional[str] = None
+    val_every: int = 500
+    val_images: int = 4
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 1
+
+    def model_config(self):
+        return preset(
+            self.preset,
+            importance_heads=self.heads,
+            latent_channels=self.latent_channels,
+            decoder_kernel=self.decoder_kernel,
+        )
+
+    def head_targets(self, heads: int) -> list[float]:
+        return [self.target_bpp * (i + 1) / heads for i in range(heads)]
+
+
+def head_for_step(seed: int, step: int, heads: int) -> int:
+    """The importance head trained at ``step`` (random, but a pure function of seed and step)."""
+    return random.Random(seed * 1_000_003 + step).randrange(heads)
+
+
+class Trainer:
+    """Runs, checkpoints, validates and exports one training run in ``run_dir``."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, progress: Callable[..., Any] | None = None):
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        self.dist = distributed.setup()
+        torch.manual_seed(config.seed)
+        model_config = config.model_config()
+        if not (run_dir / CHECKPOINT_FILE).exists():
+            mean, std = input_statistics(config.data)
+            model_config.input_mean, model_config.input_std = mean, std
+        self.model: ConditionalProbabilityCodec = create_model(model_config.architecture, model_config)
+        self.model.to(self.dist.device)
+        self.ddp_model = distributed.wrap(self.model, self.dist)
+        self.opt_ae = torch.optim.Adam(self.model.autoencoder_parameters(), lr=config.lr)
+        self.opt_p = torch.optim.Adam(self.model.context_parameters(), lr=config.context_lr)
+        milestones = [int(f * config.steps) for f in config.lr_decay_at]
+        self.sched_ae = torch.optim.lr_scheduler.MultiStepLR(self.opt_ae, milestones, 0.1)
+        self.sched_p = torch.optim.lr_scheduler.MultiStepLR(self.opt_p, milestones, 0.1)
+        self.weights = LossWeights(config.beta, config.distortion_scale)
+        self.step = 0
+        self._stop_requested = False
+        self._writer = None
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "model_config": self.model.config.to_dict(),
+            "opt_ae": self.opt_ae.state_dict(),
+            "opt_p": self.opt_p.state_dict(),
+            "sched_ae": self.sched_ae.state_dict(),
+            "sched_p": self.sched_p.state_dict(),
+            "step": self.step,
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["model_config"] != self.model.config.to_dict():
+            # Input statistics come from the checkpoint; everything else must agree.
+            self.model.config.input_mean = state["model_config"]["input_mean"]
+            self.model.config.input_std = state["model_config"]["input_std"]
+            if state["model_config"] != self.model.config.to_dict():
+                raise ImgcompError("checkpoint was trained with a different model configuration")
+        self.model.load_state_dict(state["model"])
+        self.opt_ae.load_state_dict(state["opt_ae"])
+        self.opt_p.load_state_dict(state["opt_p"])
+        self.sched_ae.load_state_dict(state["sched_ae"])
+        self.sched_p.load_state_dict(state["sched_p"])
+        self.step = state["step"]
+        set_rng_state(state["rng"])
+
+    def resume(self) -> None:
+        self.load_state_dict(load_checkpoint(self.run_dir / CHECKPOINT_FILE))
+
+    def save(self) -> None:
+        if not self.dist.is_main:
+            return
+        save_checkpoint(self.run_dir / CHECKPOINT_FILE, self.state_dict())
+        export_model(self.model, self.run_dir / MODEL_DIR, self.export_metadata(), force=True)
+
+    def export_metadata(self) -> dict[str, Any]:
+        heads = self.model.config.importance_heads
+        return {
+            "trained_steps": self.step,
+            "head_target_bpp": self.config.head_targets(heads),
+            "train_config": asdict(self.config),
+        }
+
+    # ----------------------------------------------------------------- loop
+    def request_stop(self, *_: Any) -> None:
+        """First Ctrl-C: finish the current step, checkpoint, stop. Second: stop at once."""
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+    def run(self) -> dict[str, Any]:
+        """Train until ``config.steps`` or a stop request; returns the last logged metrics."""
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            (self.run_dir / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        previous_handler = signal.signal(signal.SIGINT, self.request_stop)
+        heads = self.model.config.importance_heads
+        targets = cfg.head_targets(heads)
+        batches = StepBatches(
+            cfg.data, cfg.crop, cfg.batch_size, cfg.seed, cfg.workers,
+            rank=self.dist.rank, world_size=self.dist.world_size,
+        )
+        last: dict[str, Any] = {}
+        window: list[dict[str, float]] = []
+        started = time.perf_counter()
+        first_step = self.step
+        try:
+            self.ddp_model.train()
+            for step, x in batches.iterate(self.step, cfg.steps):
+                head = head_for_step(cfg.seed, step, heads)
+                x = x.to(self.dist.device, non_blocking=True)
+                out = self.ddp_model(x, head)
+                terms = rate_distortion_loss(
+                    x, out, targets[head], self.weights, self.model.quantizer.regularization()
+                )
+                if not torch.isfinite(terms.total):
+                    raise ImgcompError(f"training diverged at step {step} (loss {terms.total})")
+                self.opt_ae.zero_grad(set_to_none=True)
+                self.opt_p.zero_grad(set_to_none=True)
+                terms.total.backward()
+                self.opt_ae.step()
+                self.opt_p.step()
+                self.sched_ae.step()
+                self.sched_p.step()
+                self.step = step + 1
+                window.append({
+                    "loss": float(terms.total), "ms_ssim": float(terms.ms_ssim),
+                    "masked_bpp": float(terms.masked_bpp), "bpp": float(terms.bpp),
+                    f"bpp_head{head}": float(terms.masked_bpp),
+                })
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    elapsed = time.perf_counter() - started
+                    last = self._log(window, elapsed, self.step - first_step)
+                    window = []
+                if self.progress is not None:
+                    self.progress(self.step, cfg.steps, last)
+                if self._stop_requested:
+                    break
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save()
+                if cfg.val_data and self.step % cfg.val_every == 0 and self.dist.is_main:
+                    last.update(self.validate())
+                    self._write_metrics({"step": self.step, **last})
+            self.save()
+            if cfg.val_data and self.dist.is_main and self.step % cfg.val_every != 0:
+                last.update(self.validate())
+                self._write_metrics({"step": self.step, **last})
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+            batches.close()
+            if self._writer is not None:
+                self._writer.close()
+        last["stopped_early"] = self._stop_requested
+        return last
+
+    def _log(self, window: list[dict[str, float]], elapsed: float, steps_done: int) -> dict[str, Any]:
+        keys = {k for record in window for k in record}
+        summary: dict[str, Any] = {
+            k: float(np.mean([r[k] for r in window if k in r])) for k in sorted(keys)
+        }
+        summary["steps_per_s"] = steps_done / max(elapsed, 1e-9)
+        summary["images_per_s"] = summary["steps_per_s"] * self.config.batch_size
+        summary["lr"] = self.sched_ae.get_last_lr()[0]
+        self._write_metrics({"step": self.step, **summary})
+        return summary
+
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.run_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        writer = self._tensorboard()
+        if writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    writer.add_scalar(key, value, record["step"])
+            writer.flush()
+
+    def _tensorboard(self):
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # pragma: no cover - tensorboard is a dependency
+                return None
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._writer
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Estimated bpp (C / pixels), MS-SSIM and PSNR per head on the validation images."""
+        self.model.eval()
+        images = load_validation_images(self.config.val_data, self.config.val_images)
+        results: dict[str, float] = {}
+        for head in range(self.model.config.importance_heads):
+            bpps, msssims, psnrs = [], [], []
+            for image in images:
+                x = torch.from_numpy(image).permute(2, 0, 1)[None].float().to(self.dist.device)
+                out = self.model(x, head)
+                x_hat = out["x_hat"].clamp(0, 255).round()
+                bpps.append(float(out["bits"].sum()) / (x.shape[-1] * x.shape[-2]))
+                msssims.append(ms_ssim(x, x_hat))
+                psnrs.append(psnr(x, x_hat))
+            results[f"val_bpp_head{head}"] = float(np.mean(bpps))
+            results[f"val_ms_ssim_head{head}"] = float(np.mean(msssims))
+            results[f"val_psnr_head{head}"] = float(np.mean(psnrs))
+        self.model.train()
+        return results
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress=None) -> dict[str, Any]:
+    """Train (or resume) a run; the model is exported to ``run_dir/model`` at every checkpoint."""
+    trainer = Trainer(config, run_dir, progress)
+    try:
+        if resume:
+            trainer.resume()
+        return trainer.run()
+    finally:
+        distributed.teardown(trainer.dist)
