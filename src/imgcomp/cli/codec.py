@@ -1,9 +1,118 @@
-"""CLI commands: codec (being built)."""
+"""``imgcomp encode`` and ``imgcomp decode``: real files with a trained model."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+from rich.console import Console
+
+from imgcomp.errors import ImgcompError
+
+console = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    app.command(name="encode")(encode_command)
+    app.command(name="decode")(decode_command)
+
+
+def _outputs(inputs: List[Path], output: Optional[Path], suffix: str) -> list[Path]:
+    """One output per input: ``-o FILE`` for a single input, ``-o FOLDER`` (or beside) for many."""
+    if len(inputs) == 1 and output is not None and not output.is_dir():
+        return [output]
+    folder = output
+    if folder is not None and not folder.is_dir():
+        raise ImgcompError(f"{folder}: with several inputs, -o must be an existing folder")
+    return [(folder or path.parent) / (path.stem + suffix) for path in inputs]
+
+
+def _check_writable(paths: list[Path], force: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        raise ImgcompError(f"{existing[0]}: exists (use --force to overwrite)")
+
+
+def _run_all(inputs, outputs, work, json_output: bool) -> None:
+    from rich.progress import Progress
+
+    records = []
+    with Progress(console=console, transient=True, disable=len(inputs) < 2) as bar:
+        task = bar.add_task("files", total=len(inputs))
+        for source, target in zip(inputs, outputs):
+            records.append(work(source, target))
+            bar.advance(task)
+    for record in records:
+        if json_output:
+            typer.echo(json.dumps(record))
+        else:
+            typer.echo(
+                "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            )
+
+
+def encode_command(
+    inputs: List[Path] = typer.Argument(..., help="Images to compress (PNG, JPEG, WebP, TIFF, ...)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input) or folder; default: beside each input, .icz."),
+    quality: Optional[int] = typer.Option(None, "-q", "--quality", help="Quality level, 1 = smallest file; default: the model's highest."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Shipped model name or exported model folder."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+) -> None:
+    """Compress images to .icz files."""
+    from imgcomp.codec import encode_image
+    from imgcomp.io import write_atomic
+    from imgcomp.zoo import get_model
+
+    outputs = _outputs(inputs, output, ".icz")
+    _check_writable(outputs, force)
+    loaded = get_model(model)
+
+    def work(source: Path, target: Path) -> dict:
+        result = encode_image(source, quality, loaded)
+        write_atomic(target, lambda handle: handle.write(result.data))
+        pixels = result.width * result.height
+        return {
+            "input": str(source), "output": str(target), "width": result.width,
+            "height": result.height, "quality": result.quality, "bytes": len(result.data),
+            "header_bytes": result.header_bytes, "bpp": result.bpp,
+            "payload_bpp": 8 * result.payload_bytes / pixels,
+            "estimated_bits": result.estimated_bits,
+            "estimated_bpp": result.estimated_bits / pixels, "encode_seconds": result.seconds,
+        }
+
+    _run_all(inputs, outputs, work, json_output)
+
+
+def decode_command(
+    inputs: List[Path] = typer.Argument(..., help=".icz files to decompress."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output image (one input) or folder; default: beside each input, .png."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Model folder, when the file's model is not shipped."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+) -> None:
+    """Decompress .icz files to PNG (or any format by the output's suffix)."""
+    from imgcomp.codec import decode_image
+    from imgcomp.io import save_image
+
+    outputs = _outputs(inputs, output, ".png")
+    _check_writable(outputs, force)
+
+    def work(source: Path, target: Path) -> dict:
+        if not source.is_file():
+            raise ImgcompError(f"{source}: no such file")
+        data = source.read_bytes()
+        started = time.perf_counter()
+        pixels = decode_image(data, model)
+        seconds = time.perf_counter() - started
+        save_image(pixels, target, force=force)
+        height, width = pixels.shape[:2]
+        return {
+            "input": str(source), "output": str(target), "width": width, "height": height,
+            "bytes": len(data), "bpp": 8 * len(data) / (width * height), "decode_seconds": seconds,
+        }
+
+    _run_all(inputs, outputs, work, json_output)

@@ -35,6 +35,7 @@ class LoadedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""
     path: Path | None = None
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # derived objects
 
 
 def export_model(

@@ -53,6 +53,7 @@ class TrainConfig:
     crop: int = 128
     target_bpp: float = 0.4  # the highest head's target; head i of n gets (i+1)/n of it
     heads: Optional[int] = None  # importance-map heads (multi-rate); preset's value if None
+    head_target_bpp: Optional[list[float]] = None  # explicit per-head targets instead of i/n * t
     latent_channels: Optional[int] = None
     decoder_kernel: Optional[int] = None
     lr: float = 1e-3  # Adam, E/D/Q
@@ -77,6 +78,11 @@ class TrainConfig:
         )
 
     def head_targets(self, heads: int) -> list[float]:
+        """Target rate of every head: ``(i+1)/n * t`` (supplement), or the explicit list."""
+        if self.head_target_bpp is not None:
+            if len(self.head_target_bpp) != heads or sorted(self.head_target_bpp) != list(self.head_target_bpp):
+                raise ImgcompError(f"head_target_bpp needs {heads} increasing values")
+            return list(self.head_target_bpp)
         return [self.target_bpp * (i + 1) / heads for i in range(heads)]
 
 
@@ -200,7 +206,7 @@ class Trainer:
                 self.sched_p.step()
                 self.step = step + 1
                 window.append({
-                    "loss": float(terms.total), "ms_ssim": float(terms.ms_ssim),
+                    "loss": float(terms.total.detach()), "ms_ssim": float(terms.ms_ssim),
                     "masked_bpp": float(terms.masked_bpp), "bpp": float(terms.bpp),
                     f"bpp_head{head}": float(terms.masked_bpp),
                 })

@@ -1,0 +1,190 @@
+"""Compress and decompress images with a trained context-model codec (Mentzer et al. 2018).
+
+Encoding: pad to a multiple of 8 (edge replication), run E with the importance head of the
+requested quality, quantize, and range-code the symbol volume wavefront by wavefront with P
+(:mod:`imgcomp.entropy.wavefront`). The latent is split into tiles of at most
+``TILE_LATENT`` x ``TILE_LATENT`` (1024 x 1024 pixels) coded one after another, each with its own
+context, which bounds memory for large images. Decoding mirrors it and crops the padding off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from imgcomp import bitstream
+from imgcomp.entropy import SymbolDecoder, SymbolEncoder, WavefrontContextModel
+from imgcomp.errors import ImgcompError
+from imgcomp.io import ImageSource, load_image
+from imgcomp.models.export import LoadedModel
+from imgcomp.models.mentzer2018 import DOWNSAMPLING
+from imgcomp.tensors import image_to_tensor, pad_to_multiple, tensor_to_image
+from imgcomp.zoo import find_model_by_tag, get_model
+
+TILE_LATENT = 128
+
+
+@dataclass
+class EncodeResult:
+    """A compressed file and what it cost."""
+
+    data: bytes
+    width: int
+    height: int
+    quality: int
+    estimated_bits: float  # the model's ideal coding cost, sum -log2 P (eq. 13)
+    payload_bytes: int
+    seconds: float
+    reconstruction: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def header_bytes(self) -> int:
+        return len(self.data) - self.payload_bytes
+
+    @property
+    def bpp(self) -> float:
+        return 8 * len(self.data) / (self.width * self.height)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the wavefront on one thread: faster for its small steps, and its arithmetic then
+    cannot depend on the caller's thread count (the determinism rule)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def latent_tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of the latent tiles, in coding order."""
+    return [
+        (top, left, min(TILE_LATENT, height - top), min(TILE_LATENT, width - left))
+        for top in range(0, height, TILE_LATENT)
+        for left in range(0, width, TILE_LATENT)
+    ]
+
+
+def _wavefront(model: LoadedModel, shape: tuple[int, int, int]) -> WavefrontContextModel:
+    """The wavefront schedule for one tile shape, built once per model and shape."""
+    key = ("wavefront", shape)
+    if key not in model.cache:
+        codec = model.model
+        model.cache[key] = WavefrontContextModel(codec.context_model, codec.quantizer.centers, shape)
+    return model.cache[key]
+
+
+def _heads(model: LoadedModel) -> int:
+    return model.config.importance_heads
+
+
+def _check_quality(model: LoadedModel, quality: int | None) -> int:
+    heads = _heads(model)
+    if quality is None:
+        return heads
+    if not 1 <= quality <= heads:
+        raise ImgcompError(f"quality must be between 1 and {heads} for this model, got {quality}")
+    return quality
+
+
+def encode_image(
+    image: ImageSource, quality: int | None = None,
+    model: str | os.PathLike | LoadedModel | None = None, keep_reconstruction: bool = False,
+) -> EncodeResult:
+    """Compress an image; the full-detail API behind :func:`compress`."""
+    started = time.perf_counter()
+    loaded = get_model(model)
+    quality = _check_quality(loaded, quality)
+    pixels = load_image(image)
+    height, width = pixels.shape[:2]
+    if height * width > bitstream.MAX_PIXELS or max(height, width) > bitstream.MAX_SIDE:
+        raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
+    codec = loaded.model
+    x = pad_to_multiple(image_to_tensor(pixels), DOWNSAMPLING)
+    with torch.no_grad():
+        z, _ = codec.encode_latent(x, quality - 1)
+        symbols = codec.quantizer.symbols(z)[0]
+        encoder = SymbolEncoder()
+        bits = 0.0
+        with single_thread():
+            for top, left, th, tw in latent_tiles(*symbols.shape[1:]):
+                tile = symbols[:, top : top + th, left : left + tw].contiguous()
+                wavefront = _wavefront(loaded, tuple(tile.shape))
+                bits += wavefront.encode(tile, encoder)
+        payload = encoder.finish()
+        reconstruction = None
+        if keep_reconstruction:
+            reconstruction = _reconstruct(codec, symbols, height, width)
+    header = bitstream.Header(width, height, quality, bitstream.model_tag(loaded.weights_sha256))
+    data = bitstream.pack(header, payload)
+    return EncodeResult(
+        data, width, height, quality, bits, len(payload), time.perf_counter() - started, reconstruction
+    )
+
+
+def _reconstruct(codec, symbols: torch.Tensor, height: int, width: int) -> np.ndarray:
+    x_hat = codec.decode_latent(codec.quantizer.values(symbols)[None])
+    return tensor_to_image(x_hat[:, :, :height, :width])
+
+
+def decode_symbols(
+    data: bytes, model: str | os.PathLike | LoadedModel | None = None
+) -> tuple[bitstream.Header, LoadedModel, torch.Tensor]:
+    """Parse a file and decode its symbol volume (K, h, w)."""
+    header, payload = bitstream.unpack(data)
+    if model is None:
+        loaded = find_model_by_tag(header.model_tag)
+    else:
+        loaded = get_model(model)
+        if bitstream.model_tag(loaded.weights_sha256) != header.model_tag:
+            raise ImgcompError(
+                "file was made with a different model (its tag "
+                f"{header.model_tag.hex()} does not match {loaded.weights_sha256[:4]})"
+            )
+    _check_quality(loaded, header.quality)
+    K = loaded.config.latent_channels
+    h = -(-header.height // DOWNSAMPLING)
+    w = -(-header.width // DOWNSAMPLING)
+    symbols = torch.empty(K, h, w, dtype=torch.int64)
+    decoder = SymbolDecoder(payload)
+    with torch.no_grad(), single_thread():
+        for top, left, th, tw in latent_tiles(h, w):
+            wavefront = _wavefront(loaded, (K, th, tw))
+            symbols[:, top : top + th, left : left + tw] = wavefront.decode(decoder)
+    return header, loaded, symbols
+
+
+def decode_image(data: bytes, model: str | os.PathLike | LoadedModel | None = None) -> np.ndarray:
+    """Decompress to an (H, W, 3) uint8 array."""
+    header, loaded, symbols = decode_symbols(data, model)
+    with torch.no_grad():
+        return _reconstruct(loaded.model, symbols, header.height, header.width)
+
+
+def compress(
+    image: ImageSource, quality: int | None = None,
+    model: str | os.PathLike | LoadedModel | None = None,
+) -> bytes:
+    """Compress an image (path, bytes, PIL image or (H, W, 3) uint8 array) to ``.icz`` bytes.
+
+    ``quality`` picks the importance head (1 = smallest file); the default is the highest.
+    """
+    return encode_image(image, quality, model).data
+
+
+def decompress(data: bytes, model: str | os.PathLike | LoadedModel | None = None, as_array: bool = False):
+    """Decompress ``.icz`` bytes to a PIL image (or an (H, W, 3) uint8 array)."""
+    pixels = decode_image(data, model)
+    if as_array:
+        return pixels
+    from PIL import Image
+
+    return Image.fromarray(pixels, "RGB")

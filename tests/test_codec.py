@@ -1,0 +1,222 @@
+"""Real files: wavefront order, range coding round trips, the .icz container, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import imgcomp
+from imgcomp import bitstream
+from imgcomp.codec import decode_image, decode_symbols, encode_image
+from imgcomp.entropy import SymbolDecoder, SymbolEncoder, WavefrontContextModel, wavefront_index
+from imgcomp.errors import ImgcompError
+from imgcomp.models import create_model, preset
+from imgcomp.models.context_model import ContextModel3D
+from imgcomp.models.export import export_model, load_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny untrained 2-head model with non-trivial context-model weights."""
+    torch.manual_seed(0)
+    config = preset("tiny", importance_heads=2)
+    model = create_model(config.architecture, config)
+    for p in model.context_model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    K = config.latent_channels
+    with torch.no_grad():  # larger latents; head 1 keeps few channels, head 2 nearly all
+        model.encoder[-1].weight[:K] *= 30.0
+        model.encoder[-1].bias[K] = -3.0
+        model.encoder[-1].bias[K + 1] = 3.0
+    model.eval()
+    return export_model(model, tmp_path_factory.mktemp("model") / "tiny")
+
+
+def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 / max(width, 1), yy * 255 / max(height, 1), (xx + yy) % 256], -1)
+    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_masks_respect_the_wavefront() -> None:
+    """Every tap of the first layer points to a smaller t, of later layers to a smaller or equal t."""
+    model = ContextModel3D(num_centers=6, channels=4)
+    for i, layer in enumerate(model.layers()):
+        for dc, dh, dw in layer.taps():
+            dt = wavefront_index(dc, dh, dw)
+            assert dt < 0 if i == 0 else dt <= 0, (i, dc, dh, dw)
+            if (dc, dh, dw) != (0, 0, 0):
+                assert dt < 0
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 4, 5), (5, 2, 7)])
+def test_wavefront_logits_equal_the_full_convolution(shape) -> None:
+    torch.manual_seed(1)
+    model = ContextModel3D(num_centers=6, channels=5)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    centers = torch.linspace(-2, 2, 6)
+    symbols = torch.randint(0, 6, shape)
+    full = model(centers[symbols][None])[0]
+    wavefront = WavefrontContextModel(model, centers, shape).all_logits(symbols)
+    assert torch.allclose(full, wavefront, atol=1e-4)
+
+
+def test_range_coder_round_trip_and_cost() -> None:
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(6), size=3000)
+    symbols = np.array([rng.choice(6, p=p) for p in probabilities])
+    encoder = SymbolEncoder()
+    for lo in range(0, 3000, 700):
+        encoder.push(symbols[lo : lo + 700], probabilities[lo : lo + 700])
+    payload = encoder.finish()
+    decoder = SymbolDecoder(payload)
+    decoded = np.concatenate([decoder.pull(probabilities[lo : lo + 700]) for lo in range(0, 3000, 700)])
+    assert np.array_equal(decoded, symbols)
+    ideal = -np.log2(probabilities[np.arange(3000), symbols]).sum()
+    assert len(payload) * 8 < ideal * 1.01 + 64
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (8, 8), (40, 24), (513, 769)])
+def test_round_trip_is_exact(model_dir: Path, size) -> None:
+    height, width = size
+    image = photo(height, width)
+    result = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True)
+    decoded = decode_image(result.data, model=model_dir)
+    assert decoded.shape == (height, width, 3)
+    assert np.array_equal(decoded, result.reconstruction)
+    assert result.header_bytes < 16
+    assert 8 * result.payload_bytes <= result.estimated_bits * 1.01 + 64
+
+
+def test_thread_counts_and_another_process_decode_the_same_symbols(model_dir: Path, tmp_path: Path) -> None:
+    image = photo(37, 51, seed=3)
+    torch.set_num_threads(1)
+    try:
+        result = encode_image(image, quality=1, model=model_dir, keep_reconstruction=True)
+    finally:
+        torch.set_num_threads(2)
+    _, _, symbols_two_threads = decode_symbols(result.data, model=model_dir)
+    codec = load_model(model_dir).model
+    with torch.no_grad():
+        z, _ = codec.encode_latent(
+            torch.nn.functional.pad(torch.from_numpy(image).permute(2, 0, 1)[None].float(), (0, 5, 0, 3), mode="replicate"), 0
+        )
+    assert torch.equal(symbols_two_threads, codec.quantizer.symbols(z)[0])
+    path = tmp_path / "x.icz"
+    path.write_bytes(result.data)
+    script = (
+        "import sys, torch, numpy as np; torch.set_num_threads(1);"
+        "from imgcomp.codec import decode_image;"
+        f"np.save(sys.argv[1], decode_image(open(sys.argv[2], 'rb').read(), model=r'{model_dir}'))"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.npy"), str(path)], check=True)
+    assert np.array_equal(np.load(tmp_path / "out.npy"), decode_image(result.data, model=model_dir))
+
+
+def test_public_api_and_pillow_plugin(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("IMGCOMP_MODEL", str(model_dir))
+    image = photo(30, 45)
+    data = imgcomp.compress(image, quality=1)
+    decoded = imgcomp.decompress(data)
+    assert isinstance(decoded, Image.Image) and decoded.size == (45, 30)
+    path = tmp_path / "x.icz"
+    path.write_bytes(data)
+    with Image.open(path) as opened:
+        assert opened.format == "ICZ" and opened.size == (45, 30)
+        assert np.array_equal(np.asarray(opened.convert("RGB")), np.asarray(decoded))
+    Image.fromarray(image).save(tmp_path / "saved.icz", quality=1)
+    assert (tmp_path / "saved.icz").read_bytes() == data
+
+
+def test_quality_levels_select_the_importance_head(model_dir: Path) -> None:
+    """Quality 1 uses head 1, which masks out more channels (more zero symbols) than head 2."""
+    image = photo(64, 64)
+    zero_counts = {}
+    for quality in (1, 2):
+        data = imgcomp.compress(image, quality=quality, model=model_dir)
+        header, loaded, symbols = decode_symbols(data, model=model_dir)
+        assert header.quality == quality
+        zero = loaded.model.quantizer.symbols(torch.zeros(1))
+        zero_counts[quality] = int((symbols == zero).sum())
+    assert zero_counts[1] > zero_counts[2]
+    with pytest.raises(ImgcompError, match="quality"):
+        imgcomp.compress(image, quality=3, model=model_dir)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def valid_file(model_dir: Path) -> bytes:
+    return imgcomp.compress(photo(20, 28), quality=2, model=model_dir)
+
+
+def with_crc(head: bytes, payload: bytes) -> bytes:
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def test_bad_files_get_clear_errors(model_dir: Path, valid_file: bytes) -> None:
+    cases = {
+        "empty": b"",
+        "wrong magic": b"PNG" + valid_file[3:],
+        "truncated": valid_file[:-3],
+        "header only": valid_file[:6],
+        "flipped bit": valid_file[:-1] + bytes([valid_file[-1] ^ 1]),
+        "unknown version": valid_file[:2] + bytes([0xF0 | (valid_file[2] & 0x0F)]) + valid_file[3:],
+        "absurd size": with_crc(
+            bitstream.MAGIC + bytes([0x10]) + b"\0\0" + bitstream._varint(10**6 - 1) * 2 + bitstream._varint(0), b""
+        ),
+        "quality beyond the model": with_crc(
+            bitstream.MAGIC + bytes([0x15]) + valid_file[3:5] + b"\x07\x07" + bitstream._varint(0), b""
+        ),
+    }
+    for name, data in cases.items():
+        with pytest.raises(ImgcompError):
+            decode_image(data, model=model_dir)
+        assert issubclass(ImgcompError, ValueError), name
+
+
+def test_unknown_model_tag(model_dir: Path, valid_file: bytes, monkeypatch) -> None:
+    monkeypatch.delenv("IMGCOMP_MODEL", raising=False)
+    with pytest.raises(ImgcompError, match="not installed|not found"):
+        decode_image(valid_file)
+    other = valid_file[:3] + bytes([valid_file[3] ^ 0xFF]) + valid_file[4:]
+    head_len = len(other) - len(bitstream.unpack(valid_file)[1]) - 4
+    other = with_crc(other[:head_len], other[head_len + 4 :])
+    with pytest.raises(ImgcompError, match="different model"):
+        decode_image(other, model=model_dir)
+
+
+def test_fuzz_random_mutations(model_dir: Path, valid_file: bytes) -> None:
+    """Random corruptions, with and without a repaired checksum: an image or ImgcompError."""
+    rng = random.Random(0)
+    header_length = len(valid_file) - len(bitstream.unpack(valid_file)[1]) - 4
+    for case in range(300):
+        data = bytearray(valid_file)
+        for _ in range(rng.randint(1, 4)):
+            kind = rng.random()
+            if kind < 0.5 and data:
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            elif kind < 0.75:
+                data = data[: rng.randrange(len(data) + 1)]
+            else:
+                data[rng.randrange(len(data) + 1) : 0] = bytes([rng.randrange(256)])
+        data = bytes(data)
+        if case % 2 and len(data) > header_length + 4:  # make the payload reach the decoder
+            data = with_crc(data[:header_length], data[header_length + 4 :])
+        try:
+            decoded = decode_image(data, model=model_dir)
+        except ImgcompError:
+            continue
+        assert decoded.dtype == np.uint8 and decoded.ndim == 3
