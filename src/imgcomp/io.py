@@ -54,6 +54,14 @@ def _from_pil(image: Image.Image, name: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def _reject_16_bit_samples(image: Image.Image, name: str) -> None:
+    # Pillow decodes 16-bit-per-channel RGB(A) PNGs and TIFFs as 8-bit "RGB" (raw mode
+    # "RGB;16B"/"RGB;16L"), silently dropping the low byte; only the tile's raw mode tells.
+    # (BMP's "BGR;16" is 5-6-5 packed 8-bit colour, hence the format check.)
+    if image.format in ("PNG", "TIFF") and any(";16" in str(tile.args) for tile in image.tile):
+        raise ImgcompError(f"{name}: 16-bit samples are not supported; imgcomp reads 8-bit images")
+
+
 def load_image(source: ImageSource) -> np.ndarray:
     """Read an image as an ``(H, W, 3)`` uint8 RGB array, following the module's policy."""
     if isinstance(source, np.ndarray):
@@ -71,6 +79,7 @@ def load_image(source: ImageSource) -> np.ndarray:
     _register_optional_plugins()
     try:
         with Image.open(stream) as image:
+            _reject_16_bit_samples(image, name)
             image.load()
             return _from_pil(image, name)
     except ImgcompError:

@@ -1,9 +1,94 @@
-"""CLI commands: data (being built)."""
+"""``imgcomp data``: build the training/validation sets and download standard test sets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+data_app = typer.Typer(
+    help="Prepare training/validation data (offline, from Debian packages) and download test sets.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add the ``data`` command group to the main app."""
+    app.add_typer(data_app, name="data")
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,  # the summary line (or the error) is what stays on screen
+    )
+
+
+@data_app.command()
+def prepare(
+    out: Path = typer.Option(
+        ..., "--out", help="Folder to create train/, val/ and manifest.json in."
+    ),
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        help="Folder for downloaded .deb files and their unpacked contents "
+        "(default: $IMGCOMP_CACHE/debs, else $XDG_CACHE_HOME/imgcomp/debs, "
+        "else ~/.cache/imgcomp/debs).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Rebuild every file, even those up to date."),
+) -> None:
+    """Build the training and validation photos from Debian packages and scikit-image.
+
+    Needs apt-get and dpkg (Debian/Ubuntu; no root) and, the first time, network access to the
+    Debian archive. Reruns skip files that are already up to date.
+    """
+    from imgcomp.data.prepare import prepare_dataset
+
+    with _progress_bar() as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def on_progress(message: str, done: int, total: int) -> None:
+            bar.update(task, description=message, completed=done, total=total)
+
+        report = prepare_dataset(out, cache_dir=cache, force=force, on_progress=on_progress)
+        bar.update(task, description="done")
+    counts = ", ".join(f"{count} {split}" for split, count in report.counts.items())
+    typer.echo(
+        f"{out}: {counts} photos ({len(report.written)} written, {len(report.skipped)} up to date) "
+        f"in {report.seconds:.1f} s; provenance in {report.manifest_path}"
+    )
+    for source, reason in report.dropped:
+        typer.echo(f"  dropped {source}: {reason}")
+
+
+@data_app.command()
+def kodak(
+    out: Path = typer.Option(..., "--out", help="Folder for kodim01.png ... kodim24.png."),
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        help="Mirror holding kodimNN.png (default: https://r0k.us/graphics/kodak/kodak).",
+    ),
+) -> None:
+    """Download the 24 Kodak test photos, each checked against its known SHA-256."""
+    from imgcomp.data.kodak import KODAK_BASE_URL, KODAK_FILES, download_kodak
+
+    with _progress_bar() as bar:
+        task = bar.add_task("kodak", total=len(KODAK_FILES))
+        fetched = []
+
+        def on_file(name: str, downloaded: bool) -> None:
+            fetched.append(downloaded)
+            bar.update(task, description=name, advance=1)
+
+        paths = download_kodak(
+            out, base_url=base_url or KODAK_BASE_URL, files=KODAK_FILES, on_file=on_file
+        )
+    typer.echo(f"{out}: {len(paths)} Kodak images verified ({sum(fetched)} downloaded)")

@@ -1,0 +1,313 @@
+"""``imgcomp data prepare``: build ``train/`` and ``val/`` from the photographs in :mod:`.sources`.
+
+Processing, fixed so the result is reproducible:
+
+* **train** (recipe ``train-v1``): the sources are mostly JPEGs, so each photo is downscaled with
+  Lanczos to remove compression artefacts, by a factor of 2, or less where a factor of 2 would take
+  the short side under 256 pixels: the factor is ``min(2, short_side / 256)``. Small sources
+  (OpenCV's 512x384 photos) therefore end with a 256-pixel short side, never less; an image whose
+  short side is under 256 before scaling is dropped. Saved as PNG.
+* **val** (recipe ``val-v1``): short side scaled to 512 with Lanczos, long side centre-cropped to
+  at most 768 (Kodak's size), PNG. Images with a short side under 512 are dropped (no upscaling).
+
+Alpha channels (two sources have an opaque or nearly opaque one) are dropped silently.
+
+Rerunning is cheap: a file is skipped when its manifest entry names the same source and recipe
+and its SHA-256 still matches; a package is fetched only if one of its files needs (re)building.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imgcomp.data.download import sha256_file
+from imgcomp.data.folder import IMAGE_SUFFIXES
+from imgcomp.data.licenses import LicenseInfo, find_license
+from imgcomp.data.manifest import Manifest, ManifestEntry, read_manifest, write_manifest
+from imgcomp.data.packages import ExtractedPackage, Fetcher, PackageFetcher
+from imgcomp.data.sources import TRAIN_SOURCES, VAL_SOURCES, ImageGroup
+from imgcomp.errors import ImgcompError
+from imgcomp.io import load_image, save_image
+
+TRAIN_MIN_SIDE = 256
+TRAIN_MAX_DOWNSCALE = 2.0
+VAL_SHORT_SIDE = 512
+VAL_MAX_LONG_SIDE = 768
+
+PROCESSING = {
+    "train-v1": (
+        f"Lanczos downscale by min({TRAIN_MAX_DOWNSCALE:g}, short_side/{TRAIN_MIN_SIDE}); "
+        f"dropped if short side < {TRAIN_MIN_SIDE}; RGB PNG"
+    ),
+    "val-v1": (
+        f"Lanczos scale of the short side to {VAL_SHORT_SIDE}, centre crop of the long side to at "
+        f"most {VAL_MAX_LONG_SIDE}; dropped if short side < {VAL_SHORT_SIDE}; RGB PNG"
+    ),
+}
+RECIPE_FOR_SPLIT = {"train": "train-v1", "val": "val-v1"}
+
+
+def downscale_for_training(image: np.ndarray) -> np.ndarray | None:
+    """Recipe ``train-v1``; None when the image is too small to keep."""
+    height, width = image.shape[:2]
+    short = min(height, width)
+    if short < TRAIN_MIN_SIDE:
+        return None
+    factor = min(TRAIN_MAX_DOWNSCALE, short / TRAIN_MIN_SIDE)
+    size = (max(TRAIN_MIN_SIDE, round(width / factor)), max(TRAIN_MIN_SIDE, round(height / factor)))
+    return _resize(image, size)
+
+
+def crop_for_validation(image: np.ndarray) -> np.ndarray | None:
+    """Recipe ``val-v1``; None when the image is too small (it would need upscaling)."""
+    height, width = image.shape[:2]
+    short = min(height, width)
+    if short < VAL_SHORT_SIDE:
+        return None
+    scale = VAL_SHORT_SIDE / short
+    if height <= width:
+        size = (max(VAL_SHORT_SIDE, round(width * scale)), VAL_SHORT_SIDE)
+    else:
+        size = (VAL_SHORT_SIDE, max(VAL_SHORT_SIDE, round(height * scale)))
+    resized = _resize(image, size)
+    new_height, new_width = resized.shape[:2]
+    crop_height, crop_width = (
+        (VAL_SHORT_SIDE, min(new_width, VAL_MAX_LONG_SIDE))
+        if new_height <= new_width
+        else (min(new_height, VAL_MAX_LONG_SIDE), VAL_SHORT_SIDE)
+    )
+    top, left = (new_height - crop_height) // 2, (new_width - crop_width) // 2
+    return np.ascontiguousarray(resized[top : top + crop_height, left : left + crop_width])
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    resized = Image.fromarray(image, "RGB").resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray | None]] = {
+    "train-v1": downscale_for_training,
+    "val-v1": crop_for_validation,
+}
+
+
+@dataclass
+class PrepareReport:
+    """What a ``prepare_dataset`` run did."""
+
+    out_dir: Path
+    manifest_path: Path
+    counts: dict[str, int] = field(default_factory=dict)  # split -> files listed in the manifest
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already up to date
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    packages: dict[str, str] = field(default_factory=dict)  # fetched this run: name -> version
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    group: ImageGroup
+    source_path: str
+    output: str  # relative to the data folder, e.g. "train/mate-aqua.png"
+
+    @property
+    def recipe(self) -> str:
+        return RECIPE_FOR_SPLIT[self.group.split]
+
+
+ProgressCallback = Callable[[str, int, int], None]  # (message, done, total)
+
+
+def prepare_dataset(
+    out_dir: str | os.PathLike,
+    *,
+    fetcher: Fetcher | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    sources: Iterable[ImageGroup] | None = None,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> PrepareReport:
+    """Build ``out_dir/train``, ``out_dir/val`` and ``out_dir/manifest.json``.
+
+    ``fetcher`` maps a package name to its extracted files (default: :class:`PackageFetcher` on
+    ``cache_dir``); ``sources`` defaults to the allowlists of :mod:`imgcomp.data.sources`;
+    ``force`` rebuilds every file. Raises :class:`ImgcompError` when a package cannot be fetched.
+    """
+    start = time.perf_counter()
+    out = Path(out_dir)
+    groups = tuple(sources) if sources is not None else TRAIN_SOURCES + VAL_SOURCES
+    fetcher = fetcher or PackageFetcher(cache_dir)
+    jobs = _plan(groups)
+    old = None if force else read_manifest(out)
+    manifest = Manifest(processing=dict(PROCESSING))
+    report = PrepareReport(out, out / "manifest.json")
+    fetched: dict[str, ExtractedPackage] = {}
+    progress = on_progress or (lambda message, done, total: None)
+
+    finished: set[str] = set()
+    try:
+        for done, job in enumerate(jobs):
+            reused = _up_to_date(old, job, out)
+            if reused is not None:
+                _reuse(manifest, old, reused)
+                report.skipped.append(job.output)
+            else:
+                package = fetched.get(job.group.package)
+                if package is None:
+                    progress(f"fetching {job.group.package}", done, len(jobs))
+                    package = fetched[job.group.package] = fetcher(job.group.package)
+                    manifest.packages[package.name] = _package_record(package)
+                    report.packages[package.name] = package.version
+                    _warn_if_unreviewed(job.group, package)
+                progress(f"processing {job.output}", done, len(jobs))
+                entry = _build(job, package, out, report)
+                if entry is not None:
+                    manifest.entries[job.output] = entry
+                    report.written.append(job.output)
+            finished.add(job.output)
+            progress(job.output, done + 1, len(jobs))
+    finally:
+        # On an error or interrupt, keep the old entries of files not reached (the next run
+        # checks them again), so that finished work is not redone.
+        for job in jobs:
+            if old is not None and job.output not in finished and job.output in old.entries:
+                _reuse(manifest, old, old.entries[job.output])
+        if manifest.entries or old is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            write_manifest(out, manifest)
+
+    for split in sorted({job.group.split for job in jobs}):
+        report.counts[split] = sum(1 for entry in manifest.entries.values() if entry.split == split)
+        _warn_about_unlisted(out / split, manifest)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _plan(groups: tuple[ImageGroup, ...]) -> list[_Job]:
+    jobs, outputs = [], set()
+    for group in groups:
+        for source_path, name in group.files.items():
+            output = f"{group.split}/{name}"
+            if output in outputs:
+                raise ImgcompError(f"two sources would both be written to {output}")
+            outputs.add(output)
+            jobs.append(_Job(group, source_path, output))
+    return jobs
+
+
+def _up_to_date(old: Manifest | None, job: _Job, out: Path) -> ManifestEntry | None:
+    if old is None:
+        return None
+    entry = old.entries.get(job.output)
+    if (
+        entry is None
+        or entry.package != job.group.package
+        or entry.original_path != job.source_path
+        or entry.processing != job.recipe
+    ):
+        return None
+    path = out / job.output
+    return entry if path.is_file() and sha256_file(path) == entry.sha256 else None
+
+
+def _reuse(manifest: Manifest, old: Manifest, entry: ManifestEntry) -> None:
+    manifest.entries[entry.path] = entry
+    if entry.package in old.packages:
+        manifest.packages.setdefault(entry.package, old.packages[entry.package])
+
+
+def _build(
+    job: _Job, package: ExtractedPackage, out: Path, report: PrepareReport
+) -> ManifestEntry | None:
+    source = package.root / job.source_path
+    label = f"{package.name}:{job.source_path}"
+    if not source.is_file():
+        warnings.warn(
+            f"{label} is not in {package.name} {package.version}; skipped (the package changed "
+            "since imgcomp's file lists were made)",
+            stacklevel=3,
+        )
+        report.dropped.append((label, "missing from the package"))
+        return None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*alpha channel dropped")
+        original = load_image(source)
+    image = TRANSFORMS[job.recipe](original)
+    if image is None:
+        report.dropped.append((label, f"too small ({original.shape[1]}x{original.shape[0]})"))
+        return None
+    destination = out / job.output
+    save_image(image, destination, force=True)
+    license_info = _license(job, package)
+    return ManifestEntry(
+        split=job.group.split,
+        path=job.output,
+        package=package.name,
+        package_version=package.version,
+        package_kind=package.kind,
+        original_path=job.source_path,
+        license=license_info.license,
+        license_source=license_info.source,
+        original_size=(original.shape[1], original.shape[0]),
+        output_size=(image.shape[1], image.shape[0]),
+        processing=job.recipe,
+        original_sha256=sha256_file(source),
+        sha256=sha256_file(destination),
+    )
+
+
+def _license(job: _Job, package: ExtractedPackage) -> LicenseInfo:
+    if job.source_path in job.group.licenses:
+        return LicenseInfo(*job.group.licenses[job.source_path])
+    return find_license(
+        package.root,
+        package.name,
+        job.source_path,
+        upstream_prefix=job.group.upstream_prefix,
+        license_file=job.group.license_file,
+    )
+
+
+def _package_record(package: ExtractedPackage) -> dict:
+    record = {"version": package.version, "kind": package.kind}
+    if package.archive is not None:
+        record["archive"] = package.archive
+        record["archive_sha256"] = package.archive_sha256
+    return record
+
+
+def _warn_if_unreviewed(group: ImageGroup, package: ExtractedPackage) -> None:
+    if group.reviewed_version is not None and package.version != group.reviewed_version:
+        warnings.warn(
+            f"{package.name} {package.version} is not the version whose images were reviewed "
+            f"({group.reviewed_version}); the manifest records the version used",
+            stacklevel=3,
+        )
+
+
+def _warn_about_unlisted(folder: Path, manifest: Manifest) -> None:
+    if not folder.is_dir():
+        return
+    listed = {entry.path for entry in manifest.entries.values()}
+    extra = sorted(
+        path.name
+        for path in folder.iterdir()
+        if path.suffix.lower() in IMAGE_SUFFIXES and f"{folder.name}/{path.name}" not in listed
+    )
+    if extra:
+        warnings.warn(
+            f"{folder}: {len(extra)} image(s) not in the manifest (left from an older run or added "
+            f"by hand): {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}",
+            stacklevel=3,
+        )
