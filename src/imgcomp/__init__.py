@@ -9,11 +9,19 @@ Rippel & Bourdev (ICML 2017) and measures them against the classical codecs.
 """
 
 from imgcomp import pillow_plugin
-from imgcomp.codec import compress, decompress, encode_image
 from imgcomp.errors import ImgcompError
 
 __version__ = "0.1.0"
 
 pillow_plugin.register()
+
+
+def __getattr__(name: str):
+    """Load the codec (and torch) only when it is first used, so ``import imgcomp`` stays fast."""
+    if name in ("compress", "decompress", "encode_image"):
+        from imgcomp import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module 'imgcomp' has no attribute {name!r}")
 
 __all__ = ["ImgcompError", "__version__", "compress", "decompress", "encode_image"]

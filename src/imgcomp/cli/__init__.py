@@ -12,6 +12,7 @@ import warnings
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from imgcomp.errors import ImgcompError
 
@@ -48,14 +49,14 @@ def _root(
 
 
 def _register_commands() -> None:
-    from imgcomp.cli import codec, data, demo, evaluate, train
+    from imgcomp.cli import bench, codec, data, demo, evaluate, train
 
-    for module in (demo, codec, data, evaluate, train):
+    for module in (demo, codec, data, evaluate, train, bench):
         module.register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    err_console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False)
 
 
 def main() -> None:
@@ -65,7 +66,7 @@ def main() -> None:
     try:
         app()
     except ImgcompError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/bold red]")

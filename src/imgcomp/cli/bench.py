@@ -1,0 +1,63 @@
+"""``imgcomp bench codec|train``: speed figures as JSON (benchmarks, not tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from imgcomp.cli.demo import DEMO_IMAGE
+
+console = Console(stderr=True)
+bench_app = typer.Typer(help="Benchmarks: print speed figures and write them as JSON.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
+
+
+def _emit(record: dict, out: Optional[Path]) -> None:
+    text = json.dumps(record, indent=2)
+    typer.echo(text)
+    if out is not None:
+        out.write_text(text + "\n")
+
+
+@bench_app.command("codec")
+def bench_codec(
+    image: Path = typer.Option(DEMO_IMAGE, help="Image to time (default: the bundled 768x512 photo)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or folder."),
+    runs: int = typer.Option(5, help="Runs per quality; medians are reported."),
+    large: bool = typer.Option(False, "--large", help="Also encode/decode a 4096x4096 image and report peak memory."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
+) -> None:
+    """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time."""
+    from imgcomp.benchmarks import codec_speed, naive_decode_seconds, peak_memory_large
+    from imgcomp.zoo import get_model
+
+    loaded = get_model(model)
+    record = {
+        "image": str(image), "model": str(loaded.path),
+        "qualities": codec_speed(str(image), loaded, runs),
+        "naive_one_symbol_at_a_time": naive_decode_seconds(str(image), loaded),
+    }
+    if large:
+        record["large_image"] = peak_memory_large(str(loaded.path))
+    _emit(record, out)
+
+
+@bench_app.command("train")
+def bench_train(
+    presets: List[str] = typer.Option(["cpu", "paper"], "--preset", help="Presets to time."),
+    steps: int = typer.Option(5, help="Timed steps per preset (after one warm-up)."),
+    batch_size: int = typer.Option(8, help="Images per step."),
+    crop: int = typer.Option(128, help="Crop size."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
+) -> None:
+    """Training throughput (steps/s, images/s) of each preset on this machine."""
+    from imgcomp.benchmarks import training_throughput
+
+    _emit({"presets": [training_throughput(p, steps, batch_size, crop) for p in presets]}, out)

@@ -1,0 +1,129 @@
+"""Training: losses, exact resume, Ctrl-C, DDP with two processes, CLI errors, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from imgcomp.errors import ImgcompError
+from imgcomp.models.export import load_model
+from imgcomp.training.batches import StepBatches
+from imgcomp.training.trainer import TrainConfig, Trainer, head_for_step, train
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("val", 1)):
+        (root / split).mkdir()
+        for i in range(count):
+            yy, xx = np.mgrid[0:72, 0:88]
+            image = np.stack([xx * 3, yy * 3, (xx * yy) % 256], -1) + rng.normal(0, 10, (72, 88, 3))
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / split / f"{i}.png")
+    return root
+
+
+def tiny_config(data: Path, **overrides) -> TrainConfig:
+    settings = dict(
+        data=str(data / "train"), preset="tiny", steps=4, batch_size=2, crop=32, heads=2,
+        target_bpp=0.5, workers=0, checkpoint_every=2, log_every=1, val_every=1000,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_batches_are_a_function_of_seed_and_step(data: Path) -> None:
+    a = StepBatches(str(data / "train"), 32, 4, seed=1, workers=0)
+    b = StepBatches(str(data / "train"), 32, 4, seed=1, workers=2)
+    first = dict(a.iterate(0, 3))
+    resumed = dict(b.iterate(2, 3))
+    assert torch.equal(first[2], resumed[2])
+    assert not torch.equal(first[0], first[1])
+    assert first[0].shape == (4, 3, 32, 32)
+    rank0 = dict(StepBatches(str(data / "train"), 32, 4, 1, 0, rank=0, world_size=2).iterate(0, 1))[0]
+    rank1 = dict(StepBatches(str(data / "train"), 32, 4, 1, 0, rank=1, world_size=2).iterate(0, 1))[0]
+    assert torch.equal(torch.cat([rank0, rank1]), first[0])
+
+
+def test_crop_larger_than_images_is_a_clear_error(data: Path) -> None:
+    with pytest.raises(ImgcompError, match="smaller than"):
+        StepBatches(str(data / "train"), 128, 2, 0)
+
+
+def test_heads_are_deterministic_and_all_used() -> None:
+    heads = [head_for_step(0, step, 3) for step in range(60)]
+    assert heads == [head_for_step(0, step, 3) for step in range(60)]
+    assert set(heads) == {0, 1, 2}
+
+
+def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    straight = Trainer(tiny_config(data), tmp_path / "straight")
+    straight.run()
+    interrupted = Trainer(tiny_config(data), tmp_path / "resumed")
+    interrupted.progress = lambda step, total, metrics: interrupted.request_stop() if step == 2 else None
+    interrupted.run()
+    resumed = Trainer(tiny_config(data), tmp_path / "resumed")
+    resumed.resume()
+    assert resumed.step == 2
+    resumed.run()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    torch.set_num_threads(2)
+
+
+def test_stop_request_checkpoints_and_exports(data: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(data, steps=50, val_data=str(data / "val")), tmp_path / "run")
+    trainer.progress = lambda step, total, metrics: trainer.request_stop() if step == 3 else None
+    result = trainer.run()
+    assert result["stopped_early"] and trainer.step == 3
+    assert "val_bpp_head1" in result and "val_ms_ssim_head0" in result
+    loaded = load_model(tmp_path / "run" / "model")
+    assert loaded.metadata["trained_steps"] == 3
+    assert loaded.metadata["head_target_bpp"] == [0.25, 0.5]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["step"] == 1 and "masked_bpp" in records[0]
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_masked_cost_never_exceeds_full_cost(data: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(data, steps=3), tmp_path / "run")
+    result = trainer.run()
+    assert 0 < result["masked_bpp"] <= result["bpp"] + 1e-9
+
+
+def test_two_process_ddp(data: Path, tmp_path: Path) -> None:
+    """torchrun launches two CPU processes (gloo) that train a few steps together."""
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+        "-m", "imgcomp", "train", "--data", str(data / "train"), "--out", str(out),
+        "--preset", "tiny", "--steps", "3", "--batch-size", "4", "--crop", "32", "--workers", "0",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert load_model(out / "model").metadata["trained_steps"] == 3
+
+
+def test_cli_errors() -> None:
+    from imgcomp.cli import _register_commands, app
+
+    _register_commands()
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--out", "/tmp/imgcomp-nowhere", "--data", "/nonexistent"])
+    assert result.exit_code != 0
+    result = runner.invoke(app, ["train", "--out", "/tmp/imgcomp-nowhere", "--recipe", "nope", "--data", "."])
+    assert result.exit_code != 0 and "unknown recipe" in str(result.exception)
