@@ -1,20 +1,20 @@
 """Training batches as a pure function of ``(seed, step)``, so resumed runs continue exactly.
 
-Every training example ``j`` of step ``s`` is a random crop with a random horizontal flip drawn
-from ``numpy.random.default_rng([seed, s, j])``; rank ``r`` of ``w`` DDP processes takes
-examples ``r*B/w .. (r+1)*B/w``. Worker processes decode each image once and keep it in memory.
+Every training example ``j`` of step ``s`` is a random crop (with a random horizontal flip) of a
+random training image, all drawn from ``numpy.random.default_rng([seed, s, j])`` by
+:class:`imgcomp.data.RandomCropDataset` (which decodes each image once and keeps it in memory).
+Rank ``r`` of ``w`` DDP processes takes examples ``r*B/w .. (r+1)*B/w`` of every step.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from imgcomp.data.dataset import RandomCropDataset
 from imgcomp.data.folder import list_images
 from imgcomp.errors import ImgcompError
 from imgcomp.io import load_image
@@ -22,26 +22,17 @@ from imgcomp.io import load_image
 STATISTICS_IMAGES = 16
 
 
-@lru_cache(maxsize=None)
-def _cached_image(path: str) -> np.ndarray:
-    return load_image(path)
-
-
 class _StepCrops(Dataset):
-    def __init__(self, paths: list[str], crop: int, per_rank: int, seed: int, rank: int):
-        self.paths, self.crop, self.per_rank, self.seed, self.rank = paths, crop, per_rank, seed, rank
+    def __init__(self, crops: RandomCropDataset, per_rank: int, seed: int, rank: int):
+        self.crops, self.per_rank, self.seed, self.rank = crops, per_rank, seed, rank
 
     def __len__(self) -> int:  # indexed by step; the sampler decides which steps
         return 2**62
 
     def example(self, step: int, index: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, step, index])
-        image = _cached_image(self.paths[rng.integers(len(self.paths))])
-        height, width = image.shape[:2]
-        top = int(rng.integers(height - self.crop + 1))
-        left = int(rng.integers(width - self.crop + 1))
-        patch = image[top : top + self.crop, left : left + self.crop]
-        return patch[:, ::-1] if rng.random() < 0.5 else patch
+        image = self.crops.image(int(rng.integers(len(self.crops))))
+        return self.crops.random_crop(image, rng)
 
     def __getitem__(self, step: int) -> torch.Tensor:
         first = self.rank * self.per_rank
@@ -59,11 +50,12 @@ class StepBatches:
     ) -> None:
         if batch_size % world_size:
             raise ImgcompError(f"batch size {batch_size} is not divisible by {world_size} processes")
-        paths = [str(p) for p in list_images(folder)]
-        small = [p for p in paths if min(_image_size(p)) < crop]
-        if small:
-            raise ImgcompError(f"{len(small)} training images are smaller than the {crop}px crop, e.g. {small[0]}")
-        self.dataset = _StepCrops(paths, crop, batch_size // world_size, seed, rank)
+        crops = RandomCropDataset(folder, crop, small_images="skip")
+        if len(crops) < len(list_images(folder)):
+            raise ImgcompError(
+                f"{len(list_images(folder)) - len(crops)} training images are smaller than the {crop}px crop"
+            )
+        self.dataset = _StepCrops(crops, batch_size // world_size, seed, rank)
         self.workers = workers
         self._loader: DataLoader | None = None
 
@@ -77,13 +69,6 @@ class StepBatches:
 
     def close(self) -> None:
         self._loader = None
-
-
-def _image_size(path: str) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.size
 
 
 def input_statistics(folder: str) -> tuple[list[float], list[float]]:

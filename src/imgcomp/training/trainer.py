@@ -224,7 +224,8 @@ class Trainer:
                     last.update(self.validate())
                     self._write_metrics({"step": self.step, **last})
             self.save()
-            if cfg.val_data and self.dist.is_main and self.step % cfg.val_every != 0:
+            finished = not self._stop_requested and self.step % cfg.val_every != 0
+            if cfg.val_data and self.dist.is_main and finished:
                 last.update(self.validate())
                 self._write_metrics({"step": self.step, **last})
         finally:
