@@ -122,3 +122,20 @@ def test_bits_per_pixel() -> None:
     assert bits_per_pixel(49152, 512, 768) == pytest.approx(1.0)
     with pytest.raises(ImgcompError):
         bits_per_pixel(10, 0, 5)
+
+
+def test_matmul_ssim_equals_pytorch_msssim() -> None:
+    """The fast training path computes exactly what pytorch_msssim's _ssim computes."""
+    import torch
+    from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+
+    from imgcomp.metrics import _ssim_by_matmul
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 40, 52) * 255
+    y = (x + torch.randn_like(x) * 20).clamp(0, 255)
+    window = _fspecial_gauss_1d(11, 1.5)
+    expected = _ssim(x, y, 255, window.repeat(3, 1, 1, 1), size_average=False)
+    got = _ssim_by_matmul(x, y, window.flatten(), 255)
+    for a, b in zip(expected, got):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -128,3 +128,13 @@ def test_cli_errors() -> None:
     assert result.exit_code != 0
     result = runner.invoke(app, ["train", "--out", "/tmp/imgcomp-nowhere", "--recipe", "nope", "--data", "."])
     assert result.exit_code != 0 and "unknown recipe" in str(result.exception)
+
+
+def test_extending_steps_on_resume_moves_the_decay(data: Path, tmp_path: Path) -> None:
+    first = Trainer(tiny_config(data, steps=8), tmp_path / "run")
+    first.progress = lambda step, total, metrics: first.request_stop() if step == 4 else None
+    first.run()
+    longer = Trainer(tiny_config(data, steps=4), tmp_path / "run")  # decay at 3: already passed
+    longer.resume()
+    assert longer.opt_ae.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert longer.opt_p.param_groups[0]["lr"] == pytest.approx(1e-5)

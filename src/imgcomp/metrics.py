@@ -16,11 +16,13 @@ documented fallback used for small training crops; values are not comparable to 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pytorch_msssim import ms_ssim as _ms_ssim_5
-from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+from pytorch_msssim.ssim import _fspecial_gauss_1d
 
 from imgcomp.errors import ImgcompError
 
@@ -90,10 +92,10 @@ def ms_ssim_tensor(
         )
     weights = x.new_tensor(MS_SSIM_WEIGHTS[:scales])
     weights = weights / weights.sum()
-    window = _fspecial_gauss_1d(WINDOW_SIZE, 1.5).repeat([x.shape[1], 1, 1, 1])
+    window = _fspecial_gauss_1d(WINDOW_SIZE, 1.5).flatten().to(x.dtype)
     factors = []
     for level in range(scales):
-        ssim_per_channel, cs = _ssim(x, y, data_range=data_range, win=window, size_average=False)
+        ssim_per_channel, cs = _ssim_by_matmul(x, y, window, data_range)
         if level < scales - 1:
             factors.append(torch.relu(cs))
             padding = [s % 2 for s in x.shape[2:]]
@@ -102,6 +104,32 @@ def ms_ssim_tensor(
     factors.append(torch.relu(ssim_per_channel))
     stacked = torch.stack(factors, dim=0)
     return torch.prod(stacked ** weights.view(-1, 1, 1), dim=0).mean(1)
+
+
+@lru_cache(maxsize=32)
+def _valid_filter_matrix(size: int, window: tuple[float, ...]) -> torch.Tensor:
+    """(size - k + 1, size) band matrix: a 'valid' 1-D convolution as a matrix product."""
+    k = len(window)
+    taps = torch.tensor(window)
+    return torch.stack([F.pad(taps, (i, size - k - i)) for i in range(size - k + 1)])
+
+
+def _ssim_by_matmul(
+    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """pytorch_msssim's ``_ssim`` (same constants, 'valid' Gaussian filtering), with the
+    separable filter done as two matrix products: many times faster on CPU for small images,
+    where the depthwise convolutions dominate a training step."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    taps = tuple(window.tolist())
+    rows = _valid_filter_matrix(x.shape[-2], taps).to(x.dtype)
+    cols = _valid_filter_matrix(x.shape[-1], taps).to(x.dtype)
+    maps = torch.stack([x, y, x * x, y * y, x * y])
+    mu_x, mu_y, xx, yy, xy = rows @ maps @ cols.T
+    sigma_x, sigma_y, sigma_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    cs_map = (2 * sigma_xy + c2) / (sigma_x + sigma_y + c2)
+    ssim_map = ((2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)) * cs_map
+    return ssim_map.flatten(2).mean(-1), cs_map.flatten(2).mean(-1)
 
 
 def ms_ssim(a, b, allow_fewer_scales: bool = False) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -39,11 +40,14 @@ def demo(
     from imgcomp.codec import decode_image, encode_image
     from imgcomp.io import load_image, save_image, write_atomic
     from imgcomp.metrics import bits_per_pixel, ms_ssim, psnr
-    from imgcomp.zoo import get_model
+    from imgcomp.zoo import MODEL_ENV, get_model, shipped_models
 
     console = Console()
     pixels = load_image(image)
     height, width = pixels.shape[:2]
+    if model is None and not shipped_models() and not os.environ.get(MODEL_ENV):
+        _classical_only(console, image, pixels)
+        return
     loaded = get_model(model)
     out.mkdir(parents=True, exist_ok=True)
     table = Table(title=f"{image.name} ({width}x{height}), model {loaded.path.name if loaded.path else ''}")
@@ -73,3 +77,28 @@ def demo(
         )
     console.print(table)
     console.print(f"Files written to {out}/ (demo-qN.icz and the decoded demo-qN.png).")
+
+
+def _classical_only(console: Console, image: Path, pixels) -> None:
+    """What the demo can show when this installation carries no trained model."""
+    from imgcomp.codecs import get_codec
+    from imgcomp.metrics import bits_per_pixel, ms_ssim, psnr
+
+    height, width = pixels.shape[:2]
+    console.print(
+        "[yellow]No trained model is installed[/yellow]: showing the classical codecs only. "
+        "Train one with `imgcomp train` and pass it with --model."
+    )
+    table = Table(title=f"{image.name} ({width}x{height})")
+    for column in ("codec", "setting", "bytes", "bpp", "PSNR dB", "MS-SSIM"):
+        table.add_column(column, justify="right" if column != "codec" else "left")
+    for name, setting in (("jpeg420", 50), ("webp", 50), ("avif444", 50)):
+        codec = get_codec(name)
+        data = codec.encode(pixels, setting)
+        decoded = codec.decode(data)
+        table.add_row(
+            codec.label or name, str(setting), str(len(data)),
+            f"{bits_per_pixel(len(data), height, width):.3f}",
+            f"{psnr(pixels, decoded):.2f}", f"{ms_ssim(pixels, decoded):.4f}",
+        )
+    console.print(table)

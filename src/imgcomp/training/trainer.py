@@ -61,6 +61,7 @@ class TrainConfig:
     lr_decay_at: list[float] = field(default_factory=lambda: [0.75, 0.9])  # fractions of steps; x0.1
     beta: float = 10.0
     distortion_scale: float = 100.0
+    rate_loss: str = "two_sided"  # or "clip" (the paper's max(R, t)); see LossWeights
     val_data: Optional[str] = None
     val_every: int = 500
     val_images: int = 4
@@ -107,12 +108,12 @@ class Trainer:
         self.model: ConditionalProbabilityCodec = create_model(model_config.architecture, model_config)
         self.model.to(self.dist.device)
         self.ddp_model = distributed.wrap(self.model, self.dist)
-        self.opt_ae = torch.optim.Adam(self.model.autoencoder_parameters(), lr=config.lr)
-        self.opt_p = torch.optim.Adam(self.model.context_parameters(), lr=config.context_lr)
+        self.opt_ae = torch.optim.Adam(self.model.autoencoder_parameters(), lr=config.lr, foreach=True)
+        self.opt_p = torch.optim.Adam(self.model.context_parameters(), lr=config.context_lr, foreach=True)
         milestones = [int(f * config.steps) for f in config.lr_decay_at]
         self.sched_ae = torch.optim.lr_scheduler.MultiStepLR(self.opt_ae, milestones, 0.1)
         self.sched_p = torch.optim.lr_scheduler.MultiStepLR(self.opt_p, milestones, 0.1)
-        self.weights = LossWeights(config.beta, config.distortion_scale)
+        self.weights = LossWeights(config.beta, config.distortion_scale, rate_loss=config.rate_loss)
         self.step = 0
         self._stop_requested = False
         self._writer = None
@@ -144,6 +145,18 @@ class Trainer:
         self.sched_p.load_state_dict(state["sched_p"])
         self.step = state["step"]
         set_rng_state(state["rng"])
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        """Apply this run's (possibly changed) ``steps`` to the decay milestones after a resume."""
+        from collections import Counter
+
+        milestones = [int(f * self.config.steps) for f in self.config.lr_decay_at]
+        for scheduler in (self.sched_ae, self.sched_p):
+            scheduler.milestones = Counter(milestones)
+            passed = sum(1 for m in milestones if m <= scheduler.last_epoch)
+            for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+                group["lr"] = base * scheduler.gamma**passed
 
     def resume(self) -> None:
         self.load_state_dict(load_checkpoint(self.run_dir / CHECKPOINT_FILE))
