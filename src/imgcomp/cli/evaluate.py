@@ -1,9 +1,107 @@
-"""CLI commands: evaluate (being built)."""
+"""CLI commands: ``eval`` (run codecs over a folder), ``report`` (BD-rates, tables, plots) and
+``compare`` (reconstructions side by side at one rate)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.command("eval")(eval_command)
+    app.command("report")(report_command)
+    app.command("compare")(compare_command)
+
+
+def eval_command(
+    image_dir: Path = typer.Argument(..., help="Folder of PNG/JPEG images (not searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSON; resumed if it is from the same run."),
+    codecs: str | None = typer.Option(
+        None, "--codecs", "-c", help="Comma-separated codec names (default: every classical codec)."
+    ),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Worker processes (default: min(2, CPUs))."),
+    settings: list[str] | None = typer.Option(
+        None,
+        "--settings",
+        help="Override a codec's sweep, e.g. --settings jpeg420=10,50,90 (repeatable).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite a results file from a different run."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Compress every image with every codec at every setting; record bpp, PSNR, MS-SSIM, times."""
+    from imgcomp.codecs import parse_codec_names
+    from imgcomp.eval.runner import evaluate_folder, parse_settings_option
+
+    names = parse_codec_names(codecs) if codecs is not None else None
+    summary = evaluate_folder(
+        image_dir,
+        out,
+        names,
+        settings=parse_settings_option(settings or []),
+        jobs=jobs,
+        force=force,
+        progress=progress,
+    )
+    typer.echo(
+        f"{summary.path}: {summary.computed} measurements computed, {summary.skipped} already there, "
+        f"{summary.seconds:.1f} s"
+    )
+
+
+def report_command(
+    results: list[Path] = typer.Argument(..., help="One or more results JSON files from 'imgcomp eval'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.md, report.json and the plots."),
+    ref: str = typer.Option("jpeg420", "--ref", help="Reference codec for BD-rates and relative sizes."),
+    levels: str = typer.Option(
+        "0.90,0.95,0.97,0.98,0.99,0.995", "--levels", help="MS-SSIM levels for the file-size table."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing report files."),
+) -> None:
+    """Average RD curves, BD-rates, file size at fixed MS-SSIM, timings: Markdown, JSON and plots."""
+    from imgcomp.errors import ImgcompError
+    from imgcomp.eval.report import build_report, merge_results, write_report
+
+    try:
+        quality_levels = [float(part) for part in levels.split(",") if part.strip()]
+    except ValueError:
+        raise ImgcompError(f"--levels {levels!r}: expected comma-separated numbers") from None
+    if not quality_levels or not all(0 < level < 1 for level in quality_levels):
+        raise ImgcompError(f"--levels {levels!r}: MS-SSIM levels must lie in (0, 1)")
+    report = build_report(merge_results(results), ref, levels=quality_levels)
+    written = write_report(report, out, force=force)
+    typer.echo(f"BD-rate vs {report.label(ref)} (mean over images): MS-SSIM dB / PSNR")
+    for codec in report.codecs:
+        if codec == ref:
+            continue
+        ms, ps = report.bd_rates["ms_ssim_db"][codec].mean, report.bd_rates["psnr"][codec].mean
+        typer.echo(f"  {report.label(codec):<14} {_percent(ms):>8} / {_percent(ps):>8}")
+    typer.echo(f"wrote {', '.join(p.name for p in written)} to {out}")
+
+
+def compare_command(
+    image: Path = typer.Argument(..., help="Image to compress."),
+    bpp: float = typer.Option(..., "--bpp", help="Target rate in bits per pixel."),
+    out: Path = typer.Option(..., "--out", "-o", help="Figure file (.png, .svg or .pdf)."),
+    codecs: str | None = typer.Option(
+        None, "--codecs", "-c", help="Comma-separated codec names (default: every classical codec)."
+    ),
+    crop: str | None = typer.Option(None, "--crop", help="Region x,y,w,h in pixels (default: centre)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing figure."),
+) -> None:
+    """One figure: a crop of the original and of every codec at the setting closest to --bpp."""
+    from imgcomp.codecs import parse_codec_names
+    from imgcomp.eval.compare import write_comparison
+
+    names = parse_codec_names(codecs) if codecs is not None else None
+    for r in write_comparison(image, bpp, out, names, crop, force=force):
+        ms = "n/a" if r.ms_ssim is None else f"{r.ms_ssim:.4f}"
+        typer.echo(
+            f"{r.label:<14} {r.setting_name} {r.setting:<6g} {r.bpp:.3f} bpp  {r.psnr:.2f} dB  MS-SSIM {ms}"
+        )
+    typer.echo(f"wrote {out}")
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f}%"

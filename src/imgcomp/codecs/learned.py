@@ -1,0 +1,48 @@
+"""The learned context-model codec (Mentzer et al. 2018) behind the common codec interface.
+
+Registered as ``imgcomp``: it uses the default model (the shipped one, or the folder or name in
+the ``IMGCOMP_MODEL`` environment variable, which worker processes inherit), and its settings are
+the model's quality levels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imgcomp import bitstream
+from imgcomp.codecs.base import Codec, Setting, check_input_image, library_errors
+from imgcomp.zoo import default_model, get_model
+
+
+class ContextModelCodec(Codec):
+    name = "imgcomp"
+    label = "imgcomp (Mentzer 2018)"
+    setting_name = "quality"
+
+    def __init__(self) -> None:
+        self.model = get_model()
+        self.model_name = default_model()
+        self.default_settings = tuple(range(1, self.model.config.importance_heads + 1))
+
+    def library_version(self) -> str:
+        from imgcomp import __version__
+
+        return f"imgcomp {__version__} (model {self.model_name}, weights {self.model.weights_sha256[:12]})"
+
+    def parameters(self) -> dict:
+        return {"model": self.model_name, "weights_sha256": self.model.weights_sha256}
+
+    def encode(self, image: np.ndarray, setting: Setting) -> bytes:
+        from imgcomp.codec import compress
+
+        return compress(check_input_image(image), quality=int(setting), model=self.model)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        from imgcomp.codec import decode_image
+
+        with library_errors(self.name, "decode"):
+            return decode_image(data, model=self.model)
+
+    def header_bytes(self, data: bytes) -> int | None:
+        _, payload = bitstream.unpack(data)
+        return len(data) - len(payload)

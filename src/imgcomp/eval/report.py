@@ -1,0 +1,422 @@
+"""Turn evaluation results into the papers' summaries: average RD curves, BD-rates, file size at
+fixed MS-SSIM, timings; written as ``report.md``, ``report.json`` and PNG/SVG plots.
+
+* Average curves: Mentzer et al. (2018, sec. 4), after Rippel & Bourdev (2017, sec. 5) - see
+  :mod:`imgcomp.eval.curves`.
+* BD-rate per image, averaged (pchip; :mod:`imgcomp.eval.bdrate`), in MS-SSIM dB
+  (``-10 log10(1 - MS-SSIM)``), PSNR and YCbCr MS-SSIM dB.
+* File size relative to the reference at fixed MS-SSIM: Rippel & Bourdev (2017), Table 1
+  (:mod:`imgcomp.eval.size_at_quality`).
+* Encode/decode time: median seconds per image over all images and settings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgcomp.errors import ImgcompError
+from imgcomp.eval.bdrate import BDRate, bd_rates
+from imgcomp.eval.curves import AverageCurve, average_curve, bpp_grid, rd_curve
+from imgcomp.eval.results import EvalRecord, group_records, load_results
+from imgcomp.eval.size_at_quality import DEFAULT_LEVELS, RelativeSize, relative_sizes
+from imgcomp.io import write_atomic
+from imgcomp.metrics import ms_ssim_db
+
+REPORT_FILES = (
+    "report.md",
+    "report.json",
+    "rd_ms_ssim.png",
+    "rd_ms_ssim.svg",
+    "rd_psnr.png",
+    "rd_psnr.svg",
+)
+
+
+def _db_or_none(value: float | None) -> float | None:
+    return None if value is None else ms_ssim_db(value)
+
+
+QUALITY_METRICS: dict[str, tuple[str, Callable[[EvalRecord], float | None]]] = {
+    "ms_ssim_db": ("MS-SSIM (dB)", lambda r: _db_or_none(r.ms_ssim)),
+    "psnr": ("PSNR (dB)", lambda r: r.psnr),
+    "ms_ssim_ycbcr_db": ("MS-SSIM YCbCr (dB)", lambda r: _db_or_none(r.ms_ssim_ycbcr)),
+}
+"""Metrics BD-rates are computed in: name -> (label, value of a record)."""
+
+CURVE_METRICS: dict[str, tuple[str, Callable[[EvalRecord], float | None]]] = {
+    "ms_ssim": ("MS-SSIM", lambda r: r.ms_ssim),
+    "psnr": ("PSNR (dB)", lambda r: r.psnr),
+    "ms_ssim_ycbcr": ("MS-SSIM YCbCr", lambda r: r.ms_ssim_ycbcr),
+}
+"""Metrics averaged along bpp (the papers average raw MS-SSIM, then plot it on any scale)."""
+
+
+@dataclass
+class MergedResults:
+    """Records from one or more results files, checked to be consistent."""
+
+    records: list[EvalRecord]
+    codecs: dict[str, dict[str, Any]]
+    images: dict[str, str]
+    sources: list[str]
+    runs: list[dict[str, Any]]
+
+
+def merge_results(paths: Sequence[str | os.PathLike]) -> MergedResults:
+    """Load results files; each codec may come from one file only, and an image name must mean
+    the same file (sha256) everywhere."""
+    if not paths:
+        raise ImgcompError("no results files given")
+    merged = MergedResults([], {}, {}, [], [])
+    codec_source: dict[str, str] = {}
+    for path in paths:
+        results = load_results(path)
+        merged.sources.append(str(path))
+        merged.runs.extend({**run, "file": str(path)} for run in results.runs)
+        for name, sha in results.config["images"].items():
+            if merged.images.setdefault(name, sha) != sha:
+                raise ImgcompError(f"image {name!r} differs between results files (sha256 mismatch)")
+        for name, description in results.config["codecs"].items():
+            if name in codec_source:
+                raise ImgcompError(f"codec {name!r} is in both {codec_source[name]} and {path}")
+            codec_source[name] = str(path)
+            merged.codecs[name] = description
+        merged.records.extend(results.records)
+    if not merged.records:
+        raise ImgcompError(f"no results recorded in {', '.join(merged.sources)}")
+    return merged
+
+
+@dataclass
+class Report:
+    """All numbers of a report; :meth:`to_dict` is ``report.json``, :meth:`to_markdown` is
+    ``report.md``."""
+
+    reference: str
+    codecs: list[str]
+    labels: dict[str, str]
+    images: list[str]
+    descriptions: dict[str, dict[str, Any]]
+    curves: dict[str, dict[str, AverageCurve]]
+    bd_rates: dict[str, dict[str, BDRate]]
+    payload_bd_rates: dict[str, BDRate]
+    sizes: dict[str, dict[str, list[RelativeSize]]]
+    timing: dict[str, dict[str, Any]]
+    sources: list[str]
+    runs: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+    def label(self, codec: str) -> str:
+        return self.labels.get(codec, codec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "codecs": {
+                name: {**self.descriptions.get(name, {}), "label": self.label(name)} for name in self.codecs
+            },
+            "images": self.images,
+            "sources": self.sources,
+            "runs": self.runs,
+            "bd_rate": {
+                metric: {codec: result.to_dict() for codec, result in by_codec.items()}
+                for metric, by_codec in self.bd_rates.items()
+            },
+            "bd_rate_payload_ms_ssim_db": {codec: r.to_dict() for codec, r in self.payload_bd_rates.items()},
+            "size_at_quality": {
+                metric: {codec: [cell.to_dict() for cell in cells] for codec, cells in by_codec.items()}
+                for metric, by_codec in self.sizes.items()
+            },
+            "timing": self.timing,
+            "average_curves": {
+                metric: {codec: curve.to_dict() for codec, curve in by_codec.items()}
+                for metric, by_codec in self.curves.items()
+            },
+            "notes": self.notes,
+        }
+
+    def to_markdown(self) -> str:
+        return _markdown(self)
+
+
+def build_report(
+    merged: MergedResults,
+    reference: str = "jpeg420",
+    *,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    min_coverage: float = 0.5,
+    grid_points: int = 120,
+) -> Report:
+    """Compute every summary of ``merged`` against the ``reference`` codec."""
+    grouped = group_records(merged.records)
+    if reference not in grouped:
+        raise ImgcompError(
+            f"reference codec {reference!r} has no results; codecs present: {', '.join(sorted(grouped))}"
+        )
+    images = sorted({record.image for record in merged.records})
+    notes: list[str] = []
+
+    curves: dict[str, dict[str, AverageCurve]] = {}
+    for metric, (_, value_of) in CURVE_METRICS.items():
+        per_codec = {
+            codec: [rd_curve([r.bpp for r in rs], [value_of(r) for r in rs]) for rs in by_image.values()]
+            for codec, by_image in grouped.items()
+        }
+        per_codec = {codec: [c for c in cs if len(c)] for codec, cs in per_codec.items()}
+        non_empty = [c for cs in per_codec.values() for c in cs]
+        if not non_empty:
+            notes.append(f"no {metric} values recorded: no average curve")
+            continue
+        grid = bpp_grid(non_empty, grid_points)
+        curves[metric] = {codec: average_curve(cs, grid, min_coverage) for codec, cs in per_codec.items()}
+
+    def points(codec: str, value_of, rate_of=lambda r: r.bpp):
+        return {
+            image: ([rate_of(r) for r in rs], [value_of(r) for r in rs])
+            for image, rs in grouped[codec].items()
+            if all(rate_of(r) is not None for r in rs)
+        }
+
+    tested = [codec for codec in sorted(grouped) if codec != reference]
+    bd: dict[str, dict[str, BDRate]] = {}
+    for metric, (_, value_of) in QUALITY_METRICS.items():
+        anchor = points(reference, value_of)
+        bd[metric] = {codec: bd_rates(anchor, points(codec, value_of), codec, metric) for codec in tested}
+    payload_anchor = points(reference, QUALITY_METRICS["ms_ssim_db"][1], lambda r: r.payload_bpp)
+    payload_bd = {}
+    if payload_anchor:
+        for codec in tested:
+            test = points(codec, QUALITY_METRICS["ms_ssim_db"][1], lambda r: r.payload_bpp)
+            if test:
+                payload_bd[codec] = bd_rates(payload_anchor, test, codec, "ms_ssim_db (payload bpp)")
+
+    min_images = max(1, math.ceil(min_coverage * len(grouped[reference])))
+    sizes = {}
+    for metric in ("ms_ssim", "ms_ssim_ycbcr"):
+        value_of = CURVE_METRICS[metric][1]
+        ref_points = points(reference, value_of, lambda r: r.bytes)
+        sizes[metric] = {
+            codec: relative_sizes(ref_points, points(codec, value_of, lambda r: r.bytes), levels, min_images)
+            for codec in sorted(grouped)
+        }
+
+    timing = {codec: _timing(by_image) for codec, by_image in grouped.items()}
+    order = sorted(
+        grouped,
+        key=lambda c: (0.0 if c == reference else _sort_value(bd["ms_ssim_db"][c].mean), c),
+    )
+    labels = {name: merged.codecs.get(name, {}).get("label", name) for name in order}
+    for metric, by_codec in bd.items():
+        for codec, result in by_codec.items():
+            for image, reason in result.excluded.items():
+                notes.append(f"BD-rate {metric}, {labels[codec]}: {image} excluded ({reason})")
+    missing_ms_ssim = sorted({r.image for r in merged.records if r.ms_ssim is None})
+    if missing_ms_ssim:
+        notes.append("MS-SSIM not available (image under 161 px a side) for: " + ", ".join(missing_ms_ssim))
+    return Report(
+        reference=reference,
+        codecs=order,
+        labels=labels,
+        images=images,
+        descriptions={name: merged.codecs.get(name, {}) for name in order},
+        curves=curves,
+        bd_rates=bd,
+        payload_bd_rates=payload_bd,
+        sizes=sizes,
+        timing=timing,
+        sources=merged.sources,
+        runs=merged.runs,
+        notes=notes,
+    )
+
+
+def _sort_value(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.median(finite)) if finite else None
+
+
+def _timing(by_image: dict[str, list[EvalRecord]]) -> dict[str, Any]:
+    records = [r for rs in by_image.values() for r in rs]
+    headers = [r.bytes - r.payload_bytes for r in records if r.payload_bytes is not None]
+    return {
+        "encode_median_s": _median([r.encode_seconds for r in records]),
+        "decode_median_s": _median([r.decode_seconds for r in records]),
+        "encode_total_s": float(sum(r.encode_seconds for r in records)),
+        "decode_total_s": float(sum(r.decode_seconds for r in records)),
+        "header_median_bytes": _median(headers),
+        "bpp_min": min(r.bpp for r in records),
+        "bpp_max": max(r.bpp for r in records),
+        "records": len(records),
+        "images": len(by_image),
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f}%"
+
+
+def _markdown(report: Report) -> str:
+    ref = report.label(report.reference)
+    lines = [
+        "# Codec evaluation",
+        "",
+        f"{len(report.images)} images; reference codec: {ref}. "
+        f"Results: {', '.join(Path(s).name for s in report.sources)}.",
+        "",
+        f"## BD-rate against {ref}",
+        "",
+        "Bjontegaard-delta rate (pchip) per image, mean over images; negative means fewer bits than "
+        f"{ref} at equal quality. Whole-file bpp, except the last column (payload only: headers and "
+        "container removed where the format allows).",
+        "",
+        "| Codec | MS-SSIM (dB) | PSNR | MS-SSIM YCbCr (dB) | MS-SSIM (dB), payload bpp | Images |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for codec in report.codecs:
+        if codec == report.reference:
+            lines.append(
+                f"| {ref} | 0 (anchor) | 0 (anchor) | 0 (anchor) | 0 (anchor) | "
+                f"{report.timing[codec]['images']} |"
+            )
+            continue
+        row = [report.bd_rates[m][codec] for m in ("ms_ssim_db", "psnr", "ms_ssim_ycbcr_db")]
+        payload = report.payload_bd_rates.get(codec)
+        lines.append(
+            f"| {report.label(codec)} | "
+            + " | ".join(_percent(r.mean) for r in row)
+            + f" | {_percent(payload.mean) if payload else 'n/a'} | {len(row[0].per_image)} |"
+        )
+    for metric, title in (("ms_ssim", "MS-SSIM (RGB)"), ("ms_ssim_ycbcr", "MS-SSIM YCbCr (6/8, 1/8, 1/8)")):
+        if metric not in report.sizes:
+            continue
+        levels = [cell.level for cell in report.sizes[metric][report.reference]]
+        lines += [
+            "",
+            f"## File size at fixed {title}, relative to {ref}",
+            "",
+            "As Rippel & Bourdev (2017), Table 1: per image, file size interpolated at the quality "
+            f"level. Cells: mean size over the images where both the codec and {ref} reach the level, "
+            f"as a percentage of {ref}'s mean size on those same images (mean kB, number of images). "
+            "The image set differs between cells, so compare percentages, not kB, across columns; "
+            "n/a: reached by fewer than half of the images.",
+            "",
+            "| Codec | " + " | ".join(f"{level:g}" for level in levels) + " |",
+            "|---|" + "---:|" * len(levels),
+        ]
+        for codec in report.codecs:
+            cells = report.sizes[metric][codec]
+            lines.append(f"| {report.label(codec)} | " + " | ".join(_size_cell(c) for c in cells) + " |")
+    lines += [
+        "",
+        "## Speed",
+        "",
+        "Median wall-clock seconds per image over all images and settings (codec call only, "
+        "metrics excluded), with library-default threading" + _jobs_note(report.runs) + ".",
+        "",
+        "| Codec | Encode (ms) | Decode (ms) | Header (bytes, median) | bpp range | Library |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for codec in report.codecs:
+        t = report.timing[codec]
+        header = "n/a" if t["header_median_bytes"] is None else f"{t['header_median_bytes']:.0f}"
+        library = report.descriptions.get(codec, {}).get("library", "?")
+        lines.append(
+            f"| {report.label(codec)} | {_ms(t['encode_median_s'])} | {_ms(t['decode_median_s'])} | "
+            f"{header} | {t['bpp_min']:.3f} - {t['bpp_max']:.3f} | {library} |"
+        )
+    lines += [
+        "",
+        "## Rate-distortion curves",
+        "",
+        "Each image's curve is interpolated on a common bpp grid and averaged only where the "
+        "image's measured range covers the grid point (no extrapolation; points covered by fewer "
+        "than half of the images are dropped), as in Mentzer et al. (2018, sec. 4).",
+        "",
+        "![MS-SSIM vs bpp](rd_ms_ssim.png)",
+        "",
+        "![PSNR vs bpp](rd_psnr.png)",
+        "",
+        "## Codec settings",
+        "",
+        "| Codec | Setting swept | Values | Fixed options |",
+        "|---|---|---|---|",
+    ]
+    for codec in report.codecs:
+        d = report.descriptions.get(codec, {})
+        params = ", ".join(f"{k}={v}" for k, v in d.get("parameters", {}).items()) or "-"
+        values = ", ".join(f"{v:g}" for v in d.get("settings", []))
+        lines.append(f"| {report.label(codec)} | {d.get('setting_name', '?')} | {values} | {params} |")
+    lines += ["", "## Images", "", ", ".join(report.images)]
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _jobs_note(runs: list[dict[str, Any]]) -> str:
+    jobs = sorted({run.get("jobs") for run in runs if run.get("jobs")})
+    cpus = sorted({run.get("cpu_count") for run in runs if run.get("cpu_count")})
+    if not jobs:
+        return ""
+    return f"; {'/'.join(map(str, jobs))} parallel worker(s) on {'/'.join(map(str, cpus))} CPU core(s)"
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def _size_cell(cell: RelativeSize) -> str:
+    if cell.relative is None:
+        return "n/a"
+    return f"{cell.relative * 100:.0f}% ({cell.mean_bytes / 1000:.1f} kB, {cell.images})"
+
+
+def report_paths(out_dir: str | os.PathLike) -> list[Path]:
+    """The files :func:`write_report` creates in ``out_dir``."""
+    return [Path(out_dir) / name for name in REPORT_FILES]
+
+
+def write_report(report: Report, out_dir: str | os.PathLike, *, force: bool = False) -> list[Path]:
+    """Render everything in memory first, then write each file atomically; refuses to overwrite
+    existing report files unless ``force``."""
+    from imgcomp.eval.plots import close, figure_bytes, rd_figure
+
+    targets = report_paths(out_dir)
+    existing = [p for p in targets if p.exists()]
+    if existing and not force:
+        raise ImgcompError(f"{existing[0]}: exists (use --force to overwrite)")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ImgcompError(f"{out_dir}: exists and is not a folder")
+    contents: dict[str, bytes] = {
+        "report.md": report.to_markdown().encode("utf-8"),
+        "report.json": json.dumps(report.to_dict(), indent=1, allow_nan=False, default=_json_default).encode(
+            "utf-8"
+        ),
+    }
+    for metric, stem in (("ms_ssim", "rd_ms_ssim"), ("psnr", "rd_psnr")):
+        figure = rd_figure(report, metric)
+        for fmt in ("png", "svg"):
+            contents[f"{stem}.{fmt}"] = figure_bytes(figure, fmt)
+        close(figure)
+    for path in targets:
+        data = contents[path.name]
+        write_atomic(path, lambda handle, data=data: handle.write(data))
+    return targets
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
