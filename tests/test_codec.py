@@ -220,3 +220,26 @@ def test_fuzz_random_mutations(model_dir: Path, valid_file: bytes) -> None:
         except ImgcompError:
             continue
         assert decoded.dtype == np.uint8 and decoded.ndim == 3
+
+
+def test_active_channels_counts_leading_nonzero_channels() -> None:
+    from imgcomp.codec import _active_channels
+
+    zero = torch.tensor(2)
+    volume = torch.full((5, 3, 4), 2)
+    assert _active_channels(volume, zero) == 0
+    volume[3, 1, 2] = 0
+    assert _active_channels(volume, zero) == 4
+    volume[0, 0, 0] = 5
+    assert _active_channels(volume, zero) == 4
+
+
+def test_fully_masked_volume_round_trips(model_dir: Path) -> None:
+    """A head that masks every channel codes only the channel count."""
+    loaded = load_model(model_dir)
+    K = loaded.config.latent_channels
+    with torch.no_grad():
+        loaded.model.encoder[-1].bias[K] = -40.0  # y = 0: every channel masked
+    result = encode_image(photo(16, 16), quality=1, model=loaded, keep_reconstruction=True)
+    assert result.payload_bytes <= 8
+    assert np.array_equal(decode_image(result.data, model=loaded), result.reconstruction)

@@ -2,7 +2,11 @@
 
 Encoding: pad to a multiple of 8 (edge replication), run E with the importance head of the
 requested quality, quantize, and range-code the symbol volume wavefront by wavefront with P
-(:mod:`imgcomp.entropy.wavefront`). The latent is split into tiles of at most
+(:mod:`imgcomp.entropy.wavefront`). The payload starts with ``K'``, the number of leading
+channels that hold anything but the zero symbol ``Q(0)`` (coded with a uniform distribution); the
+channels after it, which the importance map masked out everywhere, are not coded at all. P is
+causal along the channel axis, so this changes no probability of a coded symbol; it makes low
+qualities much faster to code. The latent is split into tiles of at most
 ``TILE_LATENT`` x ``TILE_LATENT`` (1024 x 1024 pixels) coded one after another, each with its own
 context, which bounds memory for large images. Decoding mirrors it and crops the padding off.
 """
@@ -112,11 +116,12 @@ def encode_image(
     with torch.no_grad():
         z, _ = codec.encode_latent(x, quality - 1)
         symbols = codec.quantizer.symbols(z)[0]
+        active = _active_channels(symbols, _zero_symbol(codec))
         encoder = SymbolEncoder()
-        bits = 0.0
+        bits = _code_active_channels(encoder, active, symbols.shape[0])
         with single_thread():
-            for top, left, th, tw in latent_tiles(*symbols.shape[1:]):
-                tile = symbols[:, top : top + th, left : left + tw].contiguous()
+            for top, left, th, tw in latent_tiles(*symbols.shape[1:]) if active else []:
+                tile = symbols[:active, top : top + th, left : left + tw].contiguous()
                 wavefront = _wavefront(loaded, tuple(tile.shape))
                 bits += wavefront.encode(tile, encoder)
         payload = encoder.finish()
@@ -128,6 +133,26 @@ def encode_image(
     return EncodeResult(
         data, width, height, quality, bits, len(payload), time.perf_counter() - started, reconstruction
     )
+
+
+def _zero_symbol(codec) -> torch.Tensor:
+    """The symbol of Q(0): what the importance mask leaves behind."""
+    return codec.quantizer.symbols(torch.zeros(1))[0]
+
+
+def _active_channels(symbols: torch.Tensor, zero: torch.Tensor) -> int:
+    """1 + the last channel holding any symbol other than the zero symbol (0 if none)."""
+    used = (symbols != zero).flatten(1).any(dim=1).nonzero()
+    return int(used.max()) + 1 if used.numel() else 0
+
+
+def _uniform(size: int) -> np.ndarray:
+    return np.full((1, size), 1.0 / size)
+
+
+def _code_active_channels(encoder: SymbolEncoder, active: int, channels: int) -> float:
+    encoder.push(np.array([active]), _uniform(channels + 1))
+    return float(np.log2(channels + 1))
 
 
 def _reconstruct(codec, symbols: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -153,12 +178,13 @@ def decode_symbols(
     K = loaded.config.latent_channels
     h = -(-header.height // DOWNSAMPLING)
     w = -(-header.width // DOWNSAMPLING)
-    symbols = torch.empty(K, h, w, dtype=torch.int64)
+    symbols = torch.full((K, h, w), int(_zero_symbol(loaded.model)), dtype=torch.int64)
     decoder = SymbolDecoder(payload)
+    active = int(decoder.pull(_uniform(K + 1))[0])
     with torch.no_grad(), single_thread():
-        for top, left, th, tw in latent_tiles(h, w):
-            wavefront = _wavefront(loaded, (K, th, tw))
-            symbols[:, top : top + th, left : left + tw] = wavefront.decode(decoder)
+        for top, left, th, tw in latent_tiles(h, w) if active else []:
+            wavefront = _wavefront(loaded, (active, th, tw))
+            symbols[:active, top : top + th, left : left + tw] = wavefront.decode(decoder)
     return header, loaded, symbols
 
 

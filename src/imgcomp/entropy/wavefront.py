@@ -59,6 +59,13 @@ class WavefrontContextModel:
         Kp, Hp, Wp = self.padded
         self.flat = (((c[order] + 1) * Hp + (h[order] + 1)) * Wp + (w[order] + 1)).contiguous()
 
+        # Gather indices of every symbol's kept taps, once: (positions, taps), in schedule order.
+        # Layers 2-4 all use mask "B" and share one index.
+        if any(not torch.equal(l.offsets, self.layers[1].offsets) for l in self.layers[2:]):
+            raise ValueError("the later context-model layers must share one mask")
+        self.first_index = (self.flat[:, None] + self.layers[0].offsets[None, :]).contiguous()
+        self.later_index = (self.flat[:, None] + self.layers[1].offsets[None, :]).contiguous()
+
     def _prepare(self, layer: MaskedConv3d) -> _Layer:
         _, Hp, Wp = self.padded
         taps = layer.taps()
@@ -76,21 +83,22 @@ class WavefrontContextModel:
         size = int(np.prod(self.padded))
         return [torch.zeros(size, 1)] + [torch.zeros(size, ch) for ch in self.channels[:3]]
 
-    def _conv(self, layer: _Layer, source: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-        index = (flat[:, None] + layer.offsets[None, :]).flatten()
-        gathered = source.index_select(0, index).view(flat.numel(), -1)
+    @staticmethod
+    def _conv(layer: _Layer, source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        gathered = source.index_select(0, index.flatten()).view(index.shape[0], -1)
         return torch.addmm(layer.bias, gathered, layer.weight)
 
     def step_logits(self, buffers: list[torch.Tensor], step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (n, L) of the symbols of one wavefront, and their flat buffer indices."""
         values, h1, h2, h3 = buffers
-        flat = self.flat[self.bounds[step] : self.bounds[step + 1]]
+        lo, hi = self.bounds[step], self.bounds[step + 1]
+        flat, first, later = self.flat[lo:hi], self.first_index[lo:hi], self.later_index[lo:hi]
         l1, l2, l3, l4 = self.layers
-        a1 = torch.relu(self._conv(l1, values, flat))
+        a1 = torch.relu(self._conv(l1, values, first))
         h1[flat] = a1
-        h2[flat] = torch.relu(self._conv(l2, h1, flat))
-        h3[flat] = a1 + self._conv(l3, h2, flat)
-        return self._conv(l4, h3, flat), flat
+        h2[flat] = torch.relu(self._conv(l2, h1, later))
+        h3[flat] = a1 + self._conv(l3, h2, later)
+        return self._conv(l4, h3, later), flat
 
     def all_logits(self, symbols: torch.Tensor) -> torch.Tensor:
         """Logits (L, K, H, W) of every symbol, computed wavefront by wavefront (for tests)."""
