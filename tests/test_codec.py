@@ -243,3 +243,29 @@ def test_fully_masked_volume_round_trips(model_dir: Path) -> None:
     result = encode_image(photo(16, 16), quality=1, model=loaded, keep_reconstruction=True)
     assert result.payload_bytes <= 8
     assert np.array_equal(decode_image(result.data, model=loaded), result.reconstruction)
+
+
+def test_visualize_writes_importance_map_and_latents(model_dir: Path, tmp_path: Path) -> None:
+    from imgcomp.visualize import visualize
+
+    image = tmp_path / "in.png"
+    Image.fromarray(photo(40, 56)).save(image)
+    paths = visualize(image, model_dir, tmp_path / "viz", quality=1)
+    importance = np.asarray(Image.open(paths[0]))
+    assert importance.shape == (40, 56, 3)
+    assert Image.open(paths[1]).size[0] > 0
+    with pytest.raises(ImgcompError):
+        visualize(image, model_dir, tmp_path / "viz", quality=1)  # exists, no --force
+
+
+def test_codec_benchmark_reports_speed_and_cost(model_dir: Path, tmp_path: Path) -> None:
+    from imgcomp.benchmarks import codec_speed, naive_decode_seconds
+
+    image = tmp_path / "in.png"
+    Image.fromarray(photo(32, 48)).save(image)
+    loaded = load_model(model_dir)
+    rows = codec_speed(str(image), loaded, runs=1)
+    assert [row["quality"] for row in rows] == [1, 2]
+    assert all(row["decode_s_median"] > 0 and row["header_bytes"] < 16 for row in rows)
+    naive = naive_decode_seconds(str(image), loaded, symbols_timed=5)
+    assert naive["symbols"] == loaded.config.latent_channels * 4 * 6
