@@ -237,7 +237,7 @@ def test_runner_bad_inputs(tmp_path):
     with pytest.raises(ImgcompError, match="no such folder"):
         evaluate_folder(tmp_path / "missing", tmp_path / "r.json", ["jpeg420"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ImgcompError, match="no PNG/JPEG images"):
+    with pytest.raises(ImgcompError, match="no PNG or JPEG images"):
         evaluate_folder(tmp_path / "empty", tmp_path / "r.json", ["jpeg420"])
     with pytest.raises(ImgcompError, match="unknown codec"):
         evaluate_folder(tmp_path / "empty", tmp_path / "r.json", ["jpeg42"])

@@ -15,6 +15,7 @@ Arrays are ``numpy.uint8`` of shape ``(H, W, 3)``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
@@ -123,6 +124,15 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = Fals
     image = Image.fromarray(as_rgb_array(array), "RGB")
     write_atomic(path, lambda handle: image.save(handle, format=fmt))
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_atomic(path: Path, write) -> None:

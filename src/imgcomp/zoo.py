@@ -7,7 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from imgcomp.errors import ImgcompError
-from imgcomp.models.export import CONFIG_FILE, WEIGHTS_FILE, LoadedModel, file_sha256, load_model
+from imgcomp.io import file_sha256
+from imgcomp.models.export import CONFIG_FILE, WEIGHTS_FILE, LoadedModel, load_model
 
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "mentzer2018-cpu"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from imgcomp.data.download import download_verified, sha256_file
+from imgcomp.data.download import download_verified
 from imgcomp.data.folder import IMAGE_SUFFIXES, list_images
 from imgcomp.data.kodak import KODAK_FILES, download_kodak
 
@@ -50,7 +50,6 @@ __all__ = [
     "make_train_loader",
     "make_val_loader",
     "prepare_dataset",
-    "sha256_file",
 ]
 
 

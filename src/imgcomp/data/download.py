@@ -14,22 +14,14 @@ import urllib.request
 from pathlib import Path
 
 from imgcomp.errors import ImgcompError
+from imgcomp.io import file_sha256
 
 CHUNK_BYTES = 1 << 20
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_verified(path: str | os.PathLike, sha256: str) -> bool:
     """Whether ``path`` is a file whose SHA-256 is ``sha256``."""
-    return Path(path).is_file() and sha256_file(path) == sha256.lower()
+    return Path(path).is_file() and file_sha256(path) == sha256.lower()
 
 
 def download_verified(

@@ -1,6 +1,7 @@
 """Folders of images: the one data-set format every imgcomp command accepts.
 
-A data set is a folder of PNG or JPEG files (suffixes ``.png``, ``.jpg``, ``.jpeg``, any case).
+A data set is a folder of image files: PNG or JPEG (``.png``, ``.jpg``, ``.jpeg``), also WebP, TIFF,
+BMP and PPM (any case).
 Listing is **not recursive** by default, so ``data/`` (which holds ``train/`` and ``val/``) is never
 mistaken for a training set; pass ``recursive=True`` for nested layouts (e.g. CLIC). Hidden files
 and folders (a leading dot, as used by temporary files) are ignored. The order is sorted by the
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from imgcomp.errors import ImgcompError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm"})
 
 
 def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:

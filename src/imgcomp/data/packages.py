@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgcomp.data.download import sha256_file
+from imgcomp.io import file_sha256
 from imgcomp.errors import ImgcompError
 
 # Command that downloads PKG's .deb into the current folder (the package name is appended).
@@ -71,7 +71,7 @@ class PackageFetcher:
         root = self.cache_dir / deb.name.removesuffix(".deb")
         if not (root / _EXTRACTED_MARKER).is_file():
             _extract(deb, root)
-        return ExtractedPackage(name, version, root, "debian", deb.name, sha256_file(deb))
+        return ExtractedPackage(name, version, root, "debian", deb.name, file_sha256(deb))
 
     def _cached_deb(self, name: str) -> Path | None:
         debs = [path for path in self.cache_dir.glob(f"{name}_*.deb") if path.is_file()]

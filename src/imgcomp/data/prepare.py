@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgcomp.data.download import sha256_file
+from imgcomp.io import file_sha256
 from imgcomp.data.folder import IMAGE_SUFFIXES
 from imgcomp.data.licenses import LicenseInfo, find_license
 from imgcomp.data.manifest import Manifest, ManifestEntry, read_manifest, write_manifest
@@ -218,7 +218,7 @@ def _up_to_date(old: Manifest | None, job: _Job, out: Path) -> ManifestEntry | N
     ):
         return None
     path = out / job.output
-    return entry if path.is_file() and sha256_file(path) == entry.sha256 else None
+    return entry if path.is_file() and file_sha256(path) == entry.sha256 else None
 
 
 def _reuse(manifest: Manifest, old: Manifest, entry: ManifestEntry) -> None:
@@ -262,8 +262,8 @@ def _build(
         original_size=(original.shape[1], original.shape[0]),
         output_size=(image.shape[1], image.shape[0]),
         processing=job.recipe,
-        original_sha256=sha256_file(source),
-        sha256=sha256_file(destination),
+        original_sha256=file_sha256(source),
+        sha256=file_sha256(destination),
     )
 
 

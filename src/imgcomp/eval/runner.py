@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import fcntl
-import hashlib
 import json
 import math
 import multiprocessing
@@ -39,10 +38,10 @@ from imgcomp.eval.results import (
     record_key,
     save_results,
 )
-from imgcomp.io import load_image
+from imgcomp.data.folder import list_images
+from imgcomp.io import file_sha256, load_image
 from imgcomp.metrics import bits_per_pixel, ms_ssim, ms_ssim_ycbcr, psnr
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"})
 
 
 @dataclass
@@ -66,29 +65,8 @@ class _Task:
 
 
 def find_images(directory: str | os.PathLike) -> list[Path]:
-    """Image files (PNG, JPEG, ...) directly inside ``directory``, sorted by name."""
-    directory = Path(directory)
-    if not directory.exists():
-        raise ImgcompError(f"{directory}: no such folder")
-    if not directory.is_dir():
-        raise ImgcompError(f"{directory}: not a folder")
-    images = sorted(
-        path
-        for path in directory.iterdir()
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-    )
-    if not images:
-        raise ImgcompError(f"{directory}: no PNG/JPEG images in it")
-    return images
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Image files directly inside ``directory``, sorted (see :func:`imgcomp.data.list_images`)."""
+    return list_images(directory)
 
 
 def run_config(

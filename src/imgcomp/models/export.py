@@ -6,7 +6,6 @@ weights file identifies the exact model inside compressed files (see :mod:`imgco
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from imgcomp.errors import ImgcompError
-from imgcomp.io import write_atomic
+from imgcomp.io import file_sha256, write_atomic
 from imgcomp.models.mentzer2018 import CodecConfig
 from imgcomp.models.registry import create_model
 
@@ -56,14 +55,6 @@ def export_model(
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     write_atomic(config_path, lambda handle: handle.write(text.encode()))
     return out
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
