@@ -70,7 +70,7 @@ def demo(
         )
         jpeg_quality, jpeg_data, jpeg_decoded = _jpeg_at_size(pixels, size)
         table.add_row(
-            "  JPEG 4:2:0", str(jpeg_quality), str(len(jpeg_data)),
+            "  jpeg420", str(jpeg_quality), str(len(jpeg_data)),
             f"{bits_per_pixel(len(jpeg_data), height, width):.3f}",
             f"{psnr(pixels, jpeg_decoded):.2f}", f"{ms_ssim(pixels, jpeg_decoded):.4f}", "", "",
             end_section=True,
