@@ -32,6 +32,7 @@ from imgcomp.tensors import image_to_tensor, pad_to_multiple, tensor_to_image
 from imgcomp.zoo import find_model_by_tag, get_model
 
 TILE_LATENT = 128
+MAX_CACHED_SCHEDULES = 4
 
 
 @dataclass
@@ -79,11 +80,13 @@ def latent_tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
 
 def _wavefront(model: LoadedModel, shape: tuple[int, int, int]) -> WavefrontContextModel:
     """The wavefront schedule for one tile shape, built once per model and shape."""
-    key = ("wavefront", shape)
-    if key not in model.cache:
+    schedules = model.cache.setdefault("wavefront", {})
+    if shape not in schedules:
+        if len(schedules) >= MAX_CACHED_SCHEDULES:  # each holds index arrays of tens of MB
+            schedules.pop(next(iter(schedules)))
         codec = model.model
-        model.cache[key] = WavefrontContextModel(codec.context_model, codec.quantizer.centers, shape)
-    return model.cache[key]
+        schedules[shape] = WavefrontContextModel(codec.context_model, codec.quantizer.centers, shape)
+    return schedules[shape]
 
 
 def _heads(model: LoadedModel) -> int:
