@@ -13,7 +13,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "settings": {"preset": "cpu", "steps": 1500, "target_bpp": 0.4, "heads": 1},
     },
     "cpu-multirate": {
-        "description": "cpu preset, 5 importance heads (0.12..0.8 bpp), 4000 steps: the shipped model",
+        "description": "cpu preset, 5 importance heads (0.12..0.8 bpp), 4000 steps; the shipped model continues it with --resume --steps 7000",
         "settings": {
             "preset": "cpu", "steps": 4000, "heads": 5, "target_bpp": 0.8,
             "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
