@@ -70,12 +70,13 @@ def demo(
         )
         jpeg_quality, jpeg_data, jpeg_decoded = _jpeg_at_size(pixels, size)
         table.add_row(
-            "  jpeg420", str(jpeg_quality), str(len(jpeg_data)),
+            "  JPEG", str(jpeg_quality), str(len(jpeg_data)),
             f"{bits_per_pixel(len(jpeg_data), height, width):.3f}",
             f"{psnr(pixels, jpeg_decoded):.2f}", f"{ms_ssim(pixels, jpeg_decoded):.4f}", "", "",
             end_section=True,
         )
     console.print(table)
+    console.print("JPEG rows: JPEG 4:2:0 (libjpeg-turbo) at the quality whose file size is closest.")
     console.print(f"Files written to {out}/ (demo-qN.icz and the decoded demo-qN.png).")
 
 
