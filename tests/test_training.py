@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from imgcomp.errors import ImgcompError
 from imgcomp.models.export import load_model
 from imgcomp.training.batches import StepBatches
-from imgcomp.training.trainer import TrainConfig, Trainer, head_for_step, train
+from imgcomp.training.trainer import TrainConfig, Trainer, head_for_step
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

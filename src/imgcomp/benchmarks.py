@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from imgcomp.entropy.range_coder import coder_probabilities
 from imgcomp.io import load_image
 from imgcomp.models.export import LoadedModel
 from imgcomp.models.mentzer2018 import DOWNSAMPLING
-from imgcomp.tensors import image_to_tensor
 
 
 def codec_speed(image_path: str, model: LoadedModel, runs: int = 5) -> list[dict[str, Any]]:

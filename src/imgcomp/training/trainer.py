@@ -17,7 +17,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -117,6 +117,7 @@ class Trainer:
         self.step = 0
         self._stop_requested = False
         self._writer = None
+        self._val_images: list[np.ndarray] | None = None  # decoded once, on first validation
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -285,7 +286,9 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Estimated bpp (C / pixels), MS-SSIM and PSNR per head on the validation images."""
         self.model.eval()
-        images = load_validation_images(self.config.val_data, self.config.val_images)
+        if self._val_images is None:
+            self._val_images = load_validation_images(self.config.val_data, self.config.val_images)
+        images = self._val_images
         results: dict[str, float] = {}
         for head in range(self.model.config.importance_heads):
             bpps, msssims, psnrs = [], [], []
