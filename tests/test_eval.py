@@ -109,6 +109,21 @@ def test_report_bd_rates_in_ms_ssim_db_and_psnr(tmp_path):
     assert ms_ssim_db(0.99) == pytest.approx(20.0)
 
 
+def test_report_compares_a_single_rate_codec_at_its_own_operating_point(tmp_path):
+    records = [r for r in _scaled_pair(1.0) if r.codec == "ref"]
+    # 'one' reaches the reference's third point (MS-SSIM 0.965) with 80% of the bytes
+    records += [_record(image, "one", 5, 0.4 * 0.8, 30.0, 0.965) for image in ("a.png", "b.png")]
+    report = build_report(merge_results([_write_results(tmp_path / "r.json", records)]), "ref")
+    assert report.bd_rates["ms_ssim_db"]["one"].mean is None  # one point: no BD-rate
+    (row,) = report.operating_points["one"]
+    assert row.setting == 5 and row.mean_bpp == pytest.approx(0.32)
+    assert row.relative_size == pytest.approx(0.8, rel=1e-3) and row.size_images == 2
+    # at 0.32 bpp the reference lies between its 0.94 and 0.965 points: 'one' is better there
+    assert row.quality_gain > 0 and row.gain_images == 2
+    assert "Operating points against REF" in report.to_markdown()
+    assert "ref" not in report.operating_points  # the reference is not compared with itself
+
+
 # --- interpolation and averaging ---------------------------------------------------------------
 
 

@@ -65,7 +65,7 @@ def naive_decode_seconds(image_path: str, model: LoadedModel, symbols_timed: int
             r, col = divmod(rest, w)
             block = volume[c : c + 9, r : r + 9, col : col + 9][None]
             logits = context(block)[0, :, 4, 4, 4]
-            coder_probabilities(logits[None])
+            coder_probabilities(logits[None].numpy())
     per_symbol = (time.perf_counter() - started) / symbols_timed
     return {"symbols": total, "seconds_per_symbol": per_symbol, "extrapolated_decode_s": per_symbol * total}
 

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from imgcomp.errors import ImgcompError
 
 MAGIC = b"\xe9Z"
-FORMAT_VERSION = 1
+# The version also names the exact arithmetic that turns the context model into probabilities:
+# version 1 ran it through torch, version 2 through numpy in schedule order (see
+# imgcomp.entropy.wavefront). A file only decodes with the arithmetic it was encoded with.
+FORMAT_VERSION = 2
 MODEL_TAG_BYTES = 2
 MAX_SIDE = 65536
 MAX_PIXELS = 1 << 28  # 268 megapixels: larger claims are rejected before any work is done
@@ -101,8 +104,9 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     offset = len(MAGIC)
     version, quality = data[offset] >> 4, (data[offset] & 0x0F) + 1
     if version != FORMAT_VERSION:
+        older = " (written by an older imgcomp: decode it with that version)" if version < FORMAT_VERSION else ""
         raise ImgcompError(
-            f"unsupported format version {version} (this imgcomp reads version {FORMAT_VERSION})"
+            f"unsupported format version {version}{older}; this imgcomp reads version {FORMAT_VERSION}"
         )
     offset += 1
     tag = data[offset : offset + MODEL_TAG_BYTES]

@@ -13,11 +13,9 @@ context, which bounds memory for large images. Decoding mirrors it and crops the
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -55,18 +53,6 @@ class EncodeResult:
     @property
     def bpp(self) -> float:
         return 8 * len(self.data) / (self.width * self.height)
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run the wavefront on one thread: faster for its small steps, and its arithmetic then
-    cannot depend on the caller's thread count (the determinism rule)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def latent_tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
@@ -115,18 +101,17 @@ def encode_image(
     if height * width > bitstream.MAX_PIXELS or max(height, width) > bitstream.MAX_SIDE:
         raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
     codec = loaded.model
-    x = pad_to_multiple(image_to_tensor(pixels), DOWNSAMPLING)
+    x = pad_to_multiple(image_to_tensor(pixels), DOWNSAMPLING).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         z, _ = codec.encode_latent(x, quality - 1)
         symbols = codec.quantizer.symbols(z)[0]
         active = _active_channels(symbols, _zero_symbol(codec))
         encoder = SymbolEncoder()
         bits = _code_active_channels(encoder, active, symbols.shape[0])
-        with single_thread():
-            for top, left, th, tw in latent_tiles(*symbols.shape[1:]) if active else []:
-                tile = symbols[:active, top : top + th, left : left + tw].contiguous()
-                wavefront = _wavefront(loaded, tuple(tile.shape))
-                bits += wavefront.encode(tile, encoder)
+        for top, left, th, tw in latent_tiles(*symbols.shape[1:]) if active else []:
+            tile = symbols[:active, top : top + th, left : left + tw].contiguous()
+            wavefront = _wavefront(loaded, tuple(tile.shape))
+            bits += wavefront.encode(tile, encoder)
         payload = encoder.finish()
         reconstruction = None
         if keep_reconstruction:
@@ -159,7 +144,8 @@ def _code_active_channels(encoder: SymbolEncoder, active: int, channels: int) ->
 
 
 def _reconstruct(codec, symbols: torch.Tensor, height: int, width: int) -> np.ndarray:
-    x_hat = codec.decode_latent(codec.quantizer.values(symbols)[None])
+    z_hat = codec.quantizer.values(symbols)[None].contiguous(memory_format=torch.channels_last)
+    x_hat = codec.decode_latent(z_hat)
     return tensor_to_image(x_hat[:, :, :height, :width])
 
 
@@ -184,7 +170,7 @@ def decode_symbols(
     symbols = torch.full((K, h, w), int(_zero_symbol(loaded.model)), dtype=torch.int64)
     decoder = SymbolDecoder(payload)
     active = int(decoder.pull(_uniform(K + 1))[0])
-    with torch.no_grad(), single_thread():
+    with torch.no_grad():
         for top, left, th, tw in latent_tiles(h, w) if active else []:
             wavefront = _wavefront(loaded, (active, th, tw))
             symbols[:active, top : top + th, left : left + tw] = wavefront.decode(decoder)

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import constriction
 import numpy as np
-import torch
 
 from imgcomp.errors import ImgcompError
 
 _MODEL_FAMILY = constriction.stream.model.Categorical(perfect=False)
 
 
-def coder_probabilities(logits: torch.Tensor) -> np.ndarray:
-    """Rows of probabilities (float64, each summing to 1) from logits of shape (N, L)."""
-    return torch.softmax(logits.double(), dim=-1).numpy()
+def coder_probabilities(logits: np.ndarray) -> np.ndarray:
+    """Rows of probabilities (float64, each summing to 1) from float logits of shape (N, L)."""
+    rows = np.array(logits, dtype=np.float64)
+    rows -= rows.max(axis=-1, keepdims=True)
+    np.exp(rows, out=rows)
+    rows /= rows.sum(axis=-1, keepdims=True)
+    return rows
 
 
 def ideal_bits(probabilities: np.ndarray, symbols: np.ndarray) -> float:

@@ -6,23 +6,43 @@ symbol (c, h, w) to positions with a smaller or (for the "B" layers) equal value
 same ``t`` depend only on symbols of earlier wavefronts and can be decoded together:
 ``4(K-1) + 2(H-1) + W`` steps instead of ``K*H*W`` (about 350 instead of 196,608 for a 768x512 image).
 
-Each step evaluates the four masked convolutions only at that wavefront's positions, gathering
-each layer's kept taps from cached activations of earlier steps (one gather and one matrix product
-per layer). Encoder and decoder run exactly this code with the same batch shapes, so their
-probabilities are bit-identical (the determinism rule of DESIGN.md).
+Each step evaluates the four masked convolutions only at that wavefront's positions: one gather of
+each layer's kept taps from cached activations of earlier steps and one matrix product. The
+activations are stored in schedule order (row ``1 + i`` holds the ``i``-th symbol of the schedule,
+row 0 is the zero padding), so a step writes one contiguous block of rows and reads from the few
+steps just before it, which stay in the CPU cache. The products run in numpy's BLAS on one thread
+(faster than torch's for these shapes). Encoder and decoder run exactly this code with the same
+batch shapes, so their probabilities are bit-identical (the determinism rule of DESIGN.md); a
+change to this arithmetic needs a new ``bitstream.FORMAT_VERSION``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from typing import Iterator
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 from imgcomp.entropy.range_coder import SymbolDecoder, SymbolEncoder, coder_probabilities, ideal_bits
 from imgcomp.models.context_model import ContextModel3D, MaskedConv3d
 
 WAVEFRONT_WEIGHTS = (4, 2, 1)  # t = 4c + 2h + w
+
+_threadpools: ThreadpoolController | None = None
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Keep the BLAS behind numpy on one thread. OpenBLAS gives different float results for the
+    same product on 1 and 2 threads (and gains nothing at these sizes), so without this the
+    probabilities would depend on the machine's or the caller's thread count."""
+    global _threadpools
+    if _threadpools is None:  # finding the loaded libraries takes milliseconds: do it once
+        _threadpools = ThreadpoolController()
+    with _threadpools.limit(limits=1, user_api="blas"):
+        yield
 
 
 def wavefront_index(c, h, w):
@@ -30,11 +50,16 @@ def wavefront_index(c, h, w):
     return WAVEFRONT_WEIGHTS[0] * c + WAVEFRONT_WEIGHTS[1] * h + WAVEFRONT_WEIGHTS[2] * w
 
 
-@dataclass
-class _Layer:
-    weight: torch.Tensor  # (taps * C_in, C_out)
-    bias: torch.Tensor  # (C_out,)
-    offsets: torch.Tensor  # flat offsets of the kept taps in the padded volume
+def _tap_matrix(layer: MaskedConv3d, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The kept taps of a masked convolution as one (taps * C_in, columns) matrix and its bias,
+    zero-padded from C_out to ``columns`` outputs."""
+    weight = layer.weight.detach().float()
+    taps = torch.stack([weight[:, :, dc + 1, dh + 1, dw + 1] for dc, dh, dw in layer.taps()])
+    matrix = np.zeros((len(layer.taps()) * layer.in_channels, columns), np.float32)
+    matrix[:, : layer.out_channels] = taps.permute(0, 2, 1).reshape(-1, layer.out_channels).numpy()
+    bias = np.zeros(columns, np.float32)
+    bias[: layer.out_channels] = layer.bias.detach().float().numpy()
+    return matrix, bias
 
 
 class WavefrontContextModel:
@@ -43,101 +68,123 @@ class WavefrontContextModel:
     def __init__(self, model: ContextModel3D, centers: torch.Tensor, shape: tuple[int, int, int]):
         self.shape = shape
         K, H, W = shape
-        self.padded = (K + 2, H + 2, W + 2)
-        self.centers = centers.detach().float()
+        self.centers = centers.detach().float().numpy()
+        self.num_centers = self.centers.size
         layers = model.layers()
-        self.layers = [self._prepare(layer) for layer in layers]
+        if any(layer.taps() != layers[1].taps() for layer in layers[2:]):
+            raise ValueError("the later context-model layers must share one mask")
+        # The logits layer is padded to 8 outputs: BLAS is much slower with 6 columns than with 8.
+        widths = [layer.out_channels for layer in layers[:3]] + [-(-layers[3].out_channels // 8) * 8]
+        self.weights, self.biases = zip(*(_tap_matrix(layer, n) for layer, n in zip(layers, widths)))
         self.channels = [layer.out_channels for layer in layers]
-        c, h, w = torch.meshgrid(torch.arange(K), torch.arange(H), torch.arange(W), indexing="ij")
-        c, h, w = c.flatten(), h.flatten(), w.flatten()
+
+        c, h, w = (axis.flatten() for axis in torch.meshgrid(
+            torch.arange(K), torch.arange(H), torch.arange(W), indexing="ij"))
         steps = wavefront_index(c, h, w)
         order = torch.argsort(steps, stable=True)
-        self.raster_order = order  # position i of the schedule is raster index order[i]
+        self.raster_order = order.numpy()  # position i of the schedule is raster index order[i]
         counts = torch.bincount(steps[order])
         counts = counts[counts > 0]  # small volumes leave some values of t empty
         self.bounds = [0] + torch.cumsum(counts, 0).tolist()
-        Kp, Hp, Wp = self.padded
-        self.flat = (((c[order] + 1) * Hp + (h[order] + 1)) * Wp + (w[order] + 1)).contiguous()
+        self.largest_step = int(counts.max()) if counts.numel() else 0
 
-        # Gather indices of every symbol's kept taps, once: (positions, taps), in schedule order.
-        # Layers 2-4 all use mask "B" and share one index.
-        if any(not torch.equal(l.offsets, self.layers[1].offsets) for l in self.layers[2:]):
-            raise ValueError("the later context-model layers must share one mask")
-        self.first_index = (self.flat[:, None] + self.layers[0].offsets[None, :]).contiguous()
-        self.later_index = (self.flat[:, None] + self.layers[1].offsets[None, :]).contiguous()
+        # Buffer row of every raster position, then the rows every symbol's kept taps read,
+        # once for all steps.
+        row = torch.empty(K * H * W, dtype=torch.int64)
+        row[order] = torch.arange(1, K * H * W + 1)
+        c, h, w = c[order], h[order], w[order]
 
-    def _prepare(self, layer: MaskedConv3d) -> _Layer:
-        _, Hp, Wp = self.padded
-        taps = layer.taps()
-        weight = layer.weight.detach().float()
-        columns = torch.stack([weight[:, :, dc + 1, dh + 1, dw + 1] for dc, dh, dw in taps])
-        matrix = columns.permute(0, 2, 1).reshape(len(taps) * layer.in_channels, layer.out_channels)
-        offsets = torch.tensor([(dc * Hp + dh) * Wp + dw for dc, dh, dw in taps], dtype=torch.int64)
-        return _Layer(matrix.contiguous(), layer.bias.detach().float().clone(), offsets)
+        def tap_rows(taps: list[tuple[int, int, int]]) -> np.ndarray:
+            columns = []
+            for dc, dh, dw in taps:
+                nc, nh, nw = c + dc, h + dh, w + dw
+                inside = (nc >= 0) & (nc < K) & (nh >= 0) & (nh < H) & (nw >= 0) & (nw < W)
+                raster = ((nc * H + nh) * W + nw).clamp(0, K * H * W - 1)
+                columns.append(torch.where(inside, row[raster], 0))
+            return np.ascontiguousarray(torch.stack(columns, 1).numpy(), dtype=np.intp)
+
+        self.first_rows = tap_rows(layers[0].taps())
+        self.later_rows = tap_rows(layers[1].taps())
 
     @property
     def num_steps(self) -> int:
         return len(self.bounds) - 1
 
-    def _buffers(self) -> list[torch.Tensor]:
-        size = int(np.prod(self.padded))
-        return [torch.zeros(size, 1)] + [torch.zeros(size, ch) for ch in self.channels[:3]]
+    def _buffers(self) -> list[np.ndarray]:
+        rows = int(np.prod(self.shape)) + 1
+        return [np.zeros((rows, 1), np.float32)] + [np.zeros((rows, ch), np.float32) for ch in self.channels[:3]]
+
+    def _workspace(self) -> np.ndarray:
+        widest = max(self.first_rows.shape[1], self.later_rows.shape[1] * max(self.channels[:3]))
+        return np.empty(self.largest_step * widest, np.float32)
 
     @staticmethod
-    def _conv(layer: _Layer, source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        gathered = source.index_select(0, index.flatten()).view(index.shape[0], -1)
-        return torch.addmm(layer.bias, gathered, layer.weight)
+    def _gather(source: np.ndarray, rows: np.ndarray, workspace: np.ndarray) -> np.ndarray:
+        out = workspace[: rows.size * source.shape[1]].reshape(rows.size, source.shape[1])
+        np.take(source, rows.ravel(), axis=0, out=out, mode="clip")  # rows are valid; "clip" skips the check
+        return out.reshape(rows.shape[0], -1)
 
-    def step_logits(self, buffers: list[torch.Tensor], step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (n, L) of the symbols of one wavefront, and their flat buffer indices."""
+    def step_logits(self, buffers: list[np.ndarray], workspace: np.ndarray, step: int) -> np.ndarray:
+        """Logits (n, L) of the symbols of one wavefront; fills that wavefront's activations."""
         values, h1, h2, h3 = buffers
         lo, hi = self.bounds[step], self.bounds[step + 1]
-        flat, first, later = self.flat[lo:hi], self.first_index[lo:hi], self.later_index[lo:hi]
-        l1, l2, l3, l4 = self.layers
-        a1 = torch.relu(self._conv(l1, values, first))
-        h1[flat] = a1
-        h2[flat] = torch.relu(self._conv(l2, h1, later))
-        h3[flat] = a1 + self._conv(l3, h2, later)
-        return self._conv(l4, h3, later), flat
+        first, later = self.first_rows[lo:hi], self.later_rows[lo:hi]
+        w1, w2, w3, w4 = self.weights
+        b1, b2, b3, b4 = self.biases
+        a1, a2, a3 = h1[lo + 1 : hi + 1], h2[lo + 1 : hi + 1], h3[lo + 1 : hi + 1]
+        np.matmul(self._gather(values, first, workspace), w1, out=a1)
+        a1 += b1
+        np.maximum(a1, 0, out=a1)
+        np.matmul(self._gather(h1, later, workspace), w2, out=a2)
+        a2 += b2
+        np.maximum(a2, 0, out=a2)
+        np.matmul(self._gather(h2, later, workspace), w3, out=a3)
+        a3 += b3
+        a3 += a1
+        logits = self._gather(h3, later, workspace) @ w4
+        logits += b4
+        return logits[:, : self.num_centers]
+
+    def _rows(self, step: int) -> slice:
+        return slice(self.bounds[step] + 1, self.bounds[step + 1] + 1)
 
     def all_logits(self, symbols: torch.Tensor) -> torch.Tensor:
         """Logits (L, K, H, W) of every symbol, computed wavefront by wavefront (for tests)."""
-        buffers = self._buffers()
-        out = torch.empty(int(np.prod(self.shape)), self.centers.numel())
-        values = self.centers[symbols.flatten()[self.raster_order]]
+        buffers, workspace = self._buffers(), self._workspace()
+        buffers[0][1:, 0] = self.centers[symbols.numpy().ravel()[self.raster_order]]
+        out = np.empty((int(np.prod(self.shape)), self.num_centers), np.float32)
         for step in range(self.num_steps):
-            logits, flat = self.step_logits(buffers, step)
-            lo, hi = self.bounds[step], self.bounds[step + 1]
-            out[self.raster_order[lo:hi]] = logits
-            buffers[0][flat, 0] = values[lo:hi]
-        return out.T.reshape(-1, *self.shape)
+            out[self.raster_order[self.bounds[step] : self.bounds[step + 1]]] = self.step_logits(
+                buffers, workspace, step)
+        return torch.from_numpy(out.T.reshape(-1, *self.shape).copy())
 
     def encode(self, symbols: torch.Tensor, encoder: SymbolEncoder) -> float:
-        """Code a (K, H, W) volume of symbol indices; returns the ideal cost in bits."""
-        buffers = self._buffers()
-        ordered = symbols.flatten()[self.raster_order]
-        values = self.centers[ordered]
-        ordered_np = ordered.numpy()
+        """Code a (K, H, W) volume of symbol indices; returns the ideal cost in bits.
+
+        All values are known, so they are written up front: a step only reads rows of earlier
+        steps, exactly the ones the decoder has filled in by then.
+        """
+        buffers, workspace = self._buffers(), self._workspace()
+        ordered = symbols.numpy().ravel()[self.raster_order]
+        buffers[0][1:, 0] = self.centers[ordered]
         bits = 0.0
-        for step in range(self.num_steps):
-            logits, flat = self.step_logits(buffers, step)
-            lo, hi = self.bounds[step], self.bounds[step + 1]
-            probabilities = coder_probabilities(logits)
-            encoder.push(ordered_np[lo:hi], probabilities)
-            bits += ideal_bits(probabilities, ordered_np[lo:hi])
-            buffers[0][flat, 0] = values[lo:hi]
+        with single_threaded_blas():
+            for step in range(self.num_steps):
+                probabilities = coder_probabilities(self.step_logits(buffers, workspace, step))
+                batch = ordered[self.bounds[step] : self.bounds[step + 1]]
+                encoder.push(batch, probabilities)
+                bits += ideal_bits(probabilities, batch)
         return bits
 
     def decode(self, decoder: SymbolDecoder) -> torch.Tensor:
         """Decode a (K, H, W) volume of symbol indices."""
-        buffers = self._buffers()
-        ordered = torch.empty(int(np.prod(self.shape)), dtype=torch.int64)
-        for step in range(self.num_steps):
-            logits, flat = self.step_logits(buffers, step)
-            lo, hi = self.bounds[step], self.bounds[step + 1]
-            decoded = torch.from_numpy(decoder.pull(coder_probabilities(logits)))
-            ordered[lo:hi] = decoded
-            buffers[0][flat, 0] = self.centers[decoded]
-        symbols = torch.empty_like(ordered)
+        buffers, workspace = self._buffers(), self._workspace()
+        ordered = np.empty(int(np.prod(self.shape)), np.int64)
+        with single_threaded_blas():
+            for step in range(self.num_steps):
+                decoded = decoder.pull(coder_probabilities(self.step_logits(buffers, workspace, step)))
+                ordered[self.bounds[step] : self.bounds[step + 1]] = decoded
+                buffers[0][self._rows(step), 0] = self.centers[decoded]
+        symbols = np.empty_like(ordered)
         symbols[self.raster_order] = ordered
-        return symbols.view(self.shape)
+        return torch.from_numpy(symbols).view(self.shape)

@@ -26,7 +26,13 @@ from imgcomp.errors import ImgcompError
 from imgcomp.eval.bdrate import BDRate, bd_rates
 from imgcomp.eval.curves import AverageCurve, average_curve, bpp_grid, rd_curve
 from imgcomp.eval.results import EvalRecord, group_records, load_results
-from imgcomp.eval.size_at_quality import DEFAULT_LEVELS, RelativeSize, relative_sizes
+from imgcomp.eval.size_at_quality import (
+    DEFAULT_LEVELS,
+    OperatingPoint,
+    RelativeSize,
+    operating_points,
+    relative_sizes,
+)
 from imgcomp.io import write_atomic
 from imgcomp.metrics import ms_ssim_db
 
@@ -57,6 +63,9 @@ CURVE_METRICS: dict[str, tuple[str, Callable[[EvalRecord], float | None]]] = {
     "ms_ssim_ycbcr": ("MS-SSIM YCbCr", lambda r: r.ms_ssim_ycbcr),
 }
 """Metrics averaged along bpp (the papers average raw MS-SSIM, then plot it on any scale)."""
+
+FEW_SETTINGS = 5
+"""Codecs with at most this many settings (learned models) also get per-setting operating points."""
 
 
 @dataclass
@@ -113,6 +122,7 @@ class Report:
     sources: list[str]
     runs: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    operating_points: dict[str, list[OperatingPoint]] = field(default_factory=dict)
 
     def label(self, codec: str) -> str:
         return self.labels.get(codec, codec)
@@ -134,6 +144,9 @@ class Report:
             "size_at_quality": {
                 metric: {codec: [cell.to_dict() for cell in cells] for codec, cells in by_codec.items()}
                 for metric, by_codec in self.sizes.items()
+            },
+            "operating_points_ms_ssim_db": {
+                codec: [row.to_dict() for row in rows] for codec, rows in self.operating_points.items()
             },
             "timing": self.timing,
             "average_curves": {
@@ -208,6 +221,17 @@ def build_report(
             for codec in sorted(grouped)
         }
 
+    ms_ssim_db_of = QUALITY_METRICS["ms_ssim_db"][1]
+    reference_sizes = points(reference, ms_ssim_db_of, lambda r: r.bytes)
+    operating = {}
+    for codec in tested:
+        if len({r.setting for rs in grouped[codec].values() for r in rs}) <= FEW_SETTINGS:
+            per_image = {
+                image: {r.setting: (r.bytes, r.bpp, ms_ssim_db_of(r)) for r in rs}
+                for image, rs in grouped[codec].items()
+            }
+            operating[codec] = operating_points(reference_sizes, per_image)
+
     timing = {codec: _timing(by_image) for codec, by_image in grouped.items()}
     order = sorted(
         grouped,
@@ -235,6 +259,7 @@ def build_report(
         sources=merged.sources,
         runs=merged.runs,
         notes=notes,
+        operating_points=operating,
     )
 
 
@@ -298,6 +323,25 @@ def _markdown(report: Report) -> str:
             + " | ".join(_percent(r.mean) for r in row)
             + f" | {_percent(payload.mean) if payload else 'n/a'} | {len(row[0].per_image)} |"
         )
+    if report.operating_points:
+        lines += [
+            "",
+            f"## Operating points against {ref}",
+            "",
+            f"Codecs with at most {FEW_SETTINGS} settings, one row per setting (a single-rate model "
+            "has too few points for a BD-rate). Per image, at the codec's own file size and "
+            f"MS-SSIM: MS-SSIM (dB) minus {ref}'s at the same size, and the file size relative to "
+            f"{ref}'s at the same MS-SSIM (mean size / mean size); each over the images where "
+            f"{ref}'s measured range covers the point (image counts in brackets).",
+            "",
+            f"| Codec | Setting | Mean bpp | MS-SSIM (dB) vs {ref}, same size | Size vs {ref}, same MS-SSIM |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for codec in report.codecs:
+            for row in report.operating_points.get(codec, []):
+                gain = "n/a" if row.quality_gain is None else f"{row.quality_gain:+.2f} dB ({row.gain_images})"
+                size = "n/a" if row.relative_size is None else f"{100 * row.relative_size:.0f}% ({row.size_images})"
+                lines.append(f"| {report.label(codec)} | {row.setting:g} | {row.mean_bpp:.3f} | {gain} | {size} |")
     for metric, title in (("ms_ssim", "MS-SSIM (RGB)"), ("ms_ssim_ycbcr", "MS-SSIM YCbCr (6/8, 1/8, 1/8)")):
         if metric not in report.sizes:
             continue

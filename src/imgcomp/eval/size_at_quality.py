@@ -79,3 +79,79 @@ def relative_sizes(
         sizes, ref_sizes = np.array(pairs).T
         cells.append(RelativeSize(level, float(sizes.mean()), float(ref_sizes.mean()), len(pairs)))
     return cells
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """One setting of a codec against the reference, at the codec's own rate and quality.
+
+    For codecs with too few settings for a BD-rate (a single-rate model has one point per image):
+    ``quality_gain`` is the mean over images of (codec quality - reference quality at the same
+    file size), and ``relative_size`` the mean file size divided by the reference's mean size at
+    the same quality, as in :func:`relative_sizes`. Each is over the images where the reference's
+    measured range covers the point (no extrapolation).
+    """
+
+    setting: float
+    mean_bpp: float
+    quality_gain: float | None
+    gain_images: int
+    relative_size: float | None
+    size_images: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "setting": self.setting,
+            "mean_bpp": self.mean_bpp,
+            "quality_gain": self.quality_gain,
+            "gain_images": self.gain_images,
+            "relative_size": self.relative_size,
+            "size_images": self.size_images,
+        }
+
+
+def quality_at_size(sizes: Sequence[float], quality: Sequence[float | None], size: float) -> float | None:
+    """Quality interpolated at file size ``size`` (linear in log-size); ``None`` outside the range."""
+    sizes_kept, quality_kept = monotone_points(sizes, quality)
+    if len(sizes_kept) == 0 or not sizes_kept[0] <= size <= sizes_kept[-1]:
+        return None
+    if len(sizes_kept) == 1:
+        return float(quality_kept[0])
+    return float(np.interp(np.log(size), np.log(sizes_kept), quality_kept))
+
+
+def operating_points(
+    reference: Mapping[str, tuple[Sequence[float], Sequence[float | None]]],
+    codec: Mapping[str, Mapping[float, tuple[float, float, float | None]]],
+) -> list[OperatingPoint]:
+    """One :class:`OperatingPoint` per setting of ``codec``.
+
+    ``reference`` is ``{image: (bytes, quality)}``; ``codec`` is
+    ``{image: {setting: (bytes, bpp, quality)}}``.
+    """
+    settings = sorted({s for by_setting in codec.values() for s in by_setting})
+    rows = []
+    for setting in settings:
+        bpps, gains, sizes = [], [], []
+        for image in sorted(codec):
+            if setting not in codec[image]:
+                continue
+            size, bpp, quality = codec[image][setting]
+            bpps.append(bpp)
+            if image not in reference or quality is None:
+                continue
+            reference_quality = quality_at_size(*reference[image], size)
+            if reference_quality is not None:
+                gains.append(quality - reference_quality)
+            reference_size = size_at_quality(*reference[image], quality)
+            if reference_size is not None:
+                sizes.append((size, reference_size))
+        rows.append(OperatingPoint(
+            setting=setting,
+            mean_bpp=float(np.mean(bpps)),
+            quality_gain=float(np.mean(gains)) if gains else None,
+            gain_images=len(gains),
+            relative_size=float(np.mean([s for s, _ in sizes]) / np.mean([r for _, r in sizes])) if sizes else None,
+            size_images=len(sizes),
+        ))
+    return rows

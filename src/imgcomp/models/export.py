@@ -76,4 +76,7 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise ImgcompError(f"{weights_path}: cannot load weights ({exc})") from None
     model.eval()
+    for network in (getattr(model, "encoder", None), getattr(model, "decoder", None)):
+        if network is not None:  # oneDNN runs these convolutions ~15% faster on CPU in NHWC
+            network.to(memory_format=torch.channels_last)
     return LoadedModel(model, config, metadata, file_sha256(weights_path), folder)
