@@ -78,30 +78,27 @@ class WavefrontContextModel:
         self.weights, self.biases = zip(*(_tap_matrix(layer, n) for layer, n in zip(layers, widths)))
         self.channels = [layer.out_channels for layer in layers]
 
-        c, h, w = (axis.flatten() for axis in torch.meshgrid(
-            torch.arange(K), torch.arange(H), torch.arange(W), indexing="ij"))
+        c, h, w = np.indices(shape, dtype=np.intp).reshape(3, -1)
         steps = wavefront_index(c, h, w)
-        order = torch.argsort(steps, stable=True)
-        self.raster_order = order.numpy()  # position i of the schedule is raster index order[i]
-        counts = torch.bincount(steps[order])
+        order = np.argsort(steps, kind="stable")
+        self.raster_order = order  # position i of the schedule is raster index order[i]
+        counts = np.bincount(steps)
         counts = counts[counts > 0]  # small volumes leave some values of t empty
-        self.bounds = [0] + torch.cumsum(counts, 0).tolist()
-        self.largest_step = int(counts.max()) if counts.numel() else 0
+        self.bounds = [0] + np.cumsum(counts).tolist()
+        self.largest_step = int(counts.max()) if counts.size else 0
 
-        # Buffer row of every raster position, then the rows every symbol's kept taps read,
-        # once for all steps.
-        row = torch.empty(K * H * W, dtype=torch.int64)
-        row[order] = torch.arange(1, K * H * W + 1)
-        c, h, w = c[order], h[order], w[order]
+        # Buffer row of every position, in a volume padded with row 0; then, once for all
+        # steps, the rows every symbol's kept taps read.
+        rows = np.zeros((K + 2, H + 2, W + 2), np.intp)
+        in_schedule_order = np.empty(K * H * W, np.intp)
+        in_schedule_order[order] = np.arange(1, K * H * W + 1)
+        rows[1:-1, 1:-1, 1:-1] = in_schedule_order.reshape(shape)
+        rows = rows.ravel()
+        centre = ((c[order] + 1) * (H + 2) + h[order] + 1) * (W + 2) + w[order] + 1
 
         def tap_rows(taps: list[tuple[int, int, int]]) -> np.ndarray:
-            columns = []
-            for dc, dh, dw in taps:
-                nc, nh, nw = c + dc, h + dh, w + dw
-                inside = (nc >= 0) & (nc < K) & (nh >= 0) & (nh < H) & (nw >= 0) & (nw < W)
-                raster = ((nc * H + nh) * W + nw).clamp(0, K * H * W - 1)
-                columns.append(torch.where(inside, row[raster], 0))
-            return np.ascontiguousarray(torch.stack(columns, 1).numpy(), dtype=np.intp)
+            offsets = np.array([(dc * (H + 2) + dh) * (W + 2) + dw for dc, dh, dw in taps], np.intp)
+            return rows[centre[:, None] + offsets[None, :]]
 
         self.first_rows = tap_rows(layers[0].taps())
         self.later_rows = tap_rows(layers[1].taps())
