@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import imgcomp
 from imgcomp import bitstream
@@ -125,6 +125,23 @@ def test_thread_counts_and_another_process_decode_the_same_symbols(model_dir: Pa
     )
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.npy"), str(path)], check=True)
     assert np.array_equal(np.load(tmp_path / "out.npy"), decode_image(result.data, model=model_dir))
+
+
+def test_coders_in_several_threads_do_not_disturb_each_other(model_dir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    images = [photo(40 + 8 * i, 56, seed=i) for i in range(4)]
+    expected = [encode_image(image, quality=2, model=model_dir).data for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda image: imgcomp.compress(image, 2, model=model_dir), images)) == expected
+        decoded = list(pool.map(lambda data: decode_image(data, model=model_dir), expected))
+    assert [d.shape[:2] for d in decoded] == [image.shape[:2] for image in images]
+    assert [np.array_equal(d, decode_image(data, model=model_dir)) for d, data in zip(decoded, expected)] == [True] * 4
+    assert blas_threads() == before  # the coders' one-thread limit is lifted afterwards
 
 
 def test_public_api_and_pillow_plugin(model_dir: Path, tmp_path: Path, monkeypatch) -> None:

@@ -19,6 +19,7 @@ change to this arithmetic needs a new ``bitstream.FORMAT_VERSION``.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator
 
 import numpy as np
@@ -30,19 +31,36 @@ from imgcomp.models.context_model import ContextModel3D, MaskedConv3d
 
 WAVEFRONT_WEIGHTS = (4, 2, 1)  # t = 4c + 2h + w
 
+_blas = threading.Lock()
+_blas_users = 0
+_blas_limiter = None  # threadpoolctl's limiter while any coder runs
 _threadpools: ThreadpoolController | None = None
 
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """Keep the BLAS behind numpy on one thread. OpenBLAS gives different float results for the
-    same product on 1 and 2 threads (and gains nothing at these sizes), so without this the
-    probabilities would depend on the machine's or the caller's thread count."""
-    global _threadpools
-    if _threadpools is None:  # finding the loaded libraries takes milliseconds: do it once
-        _threadpools = ThreadpoolController()
-    with _threadpools.limit(limits=1, user_api="blas"):
+    """Keep the BLAS behind numpy on one thread while any wavefront runs in this process.
+
+    OpenBLAS gives different float results for the same product on 1 and 2 threads (and gains
+    nothing at these sizes), so without this the probabilities would depend on the machine's or
+    the caller's thread count. The limit is process-wide: it is set when the first coder starts and
+    lifted when the last one ends, so coders in several Python threads do not undo each other's.
+    """
+    global _blas_users, _blas_limiter, _threadpools
+    with _blas:
+        if _blas_users == 0:
+            if _threadpools is None:  # finding the loaded libraries takes milliseconds: once
+                _threadpools = ThreadpoolController()
+            _blas_limiter = _threadpools.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
         yield
+    finally:
+        with _blas:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def wavefront_index(c, h, w):
