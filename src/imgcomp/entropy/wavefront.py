@@ -120,18 +120,35 @@ class WavefrontContextModel:
 
         self.first_rows = tap_rows(layers[0].taps())
         self.later_rows = tap_rows(layers[1].taps())
+        self._pool: list[tuple[list[np.ndarray], np.ndarray]] = []
+        self._pool_lock = threading.Lock()
 
     @property
     def num_steps(self) -> int:
         return len(self.bounds) - 1
 
-    def _buffers(self) -> list[np.ndarray]:
-        rows = int(np.prod(self.shape)) + 1
-        return [np.zeros((rows, 1), np.float32)] + [np.zeros((rows, ch), np.float32) for ch in self.channels[:3]]
+    @contextlib.contextmanager
+    def _scratch(self) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
+        """Activation buffers (values, h1, h2, h3) and a gather workspace, reused across calls:
+        fresh tens of MB cost more in page faults than a small image's whole coding pass.
 
-    def _workspace(self) -> np.ndarray:
-        widest = max(self.first_rows.shape[1], self.later_rows.shape[1] * max(self.channels[:3]))
-        return np.empty(self.largest_step * widest, np.float32)
+        Reuse is safe because a step only reads row 0 (zero, never written) and rows that this
+        call has already written; each concurrent caller gets its own set.
+        """
+        with self._pool_lock:
+            scratch = self._pool.pop() if self._pool else None
+        if scratch is None:
+            rows = int(np.prod(self.shape)) + 1
+            widest = max(self.first_rows.shape[1], self.later_rows.shape[1] * max(self.channels[:3]))
+            scratch = (
+                [np.zeros((rows, 1), np.float32)] + [np.zeros((rows, ch), np.float32) for ch in self.channels[:3]],
+                np.empty(self.largest_step * widest, np.float32),
+            )
+        try:
+            yield scratch
+        finally:
+            with self._pool_lock:
+                self._pool.append(scratch)
 
     @staticmethod
     def _gather(source: np.ndarray, rows: np.ndarray, workspace: np.ndarray) -> np.ndarray:
@@ -165,12 +182,12 @@ class WavefrontContextModel:
 
     def all_logits(self, symbols: torch.Tensor) -> torch.Tensor:
         """Logits (L, K, H, W) of every symbol, computed wavefront by wavefront (for tests)."""
-        buffers, workspace = self._buffers(), self._workspace()
-        buffers[0][1:, 0] = self.centers[symbols.numpy().ravel()[self.raster_order]]
         out = np.empty((int(np.prod(self.shape)), self.num_centers), np.float32)
-        for step in range(self.num_steps):
-            out[self.raster_order[self.bounds[step] : self.bounds[step + 1]]] = self.step_logits(
-                buffers, workspace, step)
+        with self._scratch() as (buffers, workspace), single_threaded_blas():
+            buffers[0][1:, 0] = self.centers[symbols.numpy().ravel()[self.raster_order]]
+            for step in range(self.num_steps):
+                out[self.raster_order[self.bounds[step] : self.bounds[step + 1]]] = self.step_logits(
+                    buffers, workspace, step)
         return torch.from_numpy(out.T.reshape(-1, *self.shape).copy())
 
     def encode(self, symbols: torch.Tensor, encoder: SymbolEncoder) -> float:
@@ -179,11 +196,10 @@ class WavefrontContextModel:
         All values are known, so they are written up front: a step only reads rows of earlier
         steps, exactly the ones the decoder has filled in by then.
         """
-        buffers, workspace = self._buffers(), self._workspace()
         ordered = symbols.numpy().ravel()[self.raster_order]
-        buffers[0][1:, 0] = self.centers[ordered]
         bits = 0.0
-        with single_threaded_blas():
+        with self._scratch() as (buffers, workspace), single_threaded_blas():
+            buffers[0][1:, 0] = self.centers[ordered]
             for step in range(self.num_steps):
                 probabilities = coder_probabilities(self.step_logits(buffers, workspace, step))
                 batch = ordered[self.bounds[step] : self.bounds[step + 1]]
@@ -193,9 +209,8 @@ class WavefrontContextModel:
 
     def decode(self, decoder: SymbolDecoder) -> torch.Tensor:
         """Decode a (K, H, W) volume of symbol indices."""
-        buffers, workspace = self._buffers(), self._workspace()
         ordered = np.empty(int(np.prod(self.shape)), np.int64)
-        with single_threaded_blas():
+        with self._scratch() as (buffers, workspace), single_threaded_blas():
             for step in range(self.num_steps):
                 decoded = decoder.pull(coder_probabilities(self.step_logits(buffers, workspace, step)))
                 ordered[self.bounds[step] : self.bounds[step + 1]] = decoded
