@@ -31,7 +31,7 @@ from imgcomp.models.context_model import ContextModel3D, MaskedConv3d
 
 WAVEFRONT_WEIGHTS = (4, 2, 1)  # t = 4c + 2h + w
 
-_blas = threading.Lock()
+_blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limiter = None  # threadpoolctl's limiter while any coder runs
 _threadpools: ThreadpoolController | None = None
@@ -47,7 +47,7 @@ def single_threaded_blas() -> Iterator[None]:
     lifted when the last one ends, so coders in several Python threads do not undo each other's.
     """
     global _blas_users, _blas_limiter, _threadpools
-    with _blas:
+    with _blas_lock:
         if _blas_users == 0:
             if _threadpools is None:  # finding the loaded libraries takes milliseconds: once
                 _threadpools = ThreadpoolController()
@@ -56,7 +56,7 @@ def single_threaded_blas() -> Iterator[None]:
     try:
         yield
     finally:
-        with _blas:
+        with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
                 _blas_limiter.restore_original_limits()
