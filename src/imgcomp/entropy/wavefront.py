@@ -156,6 +156,10 @@ class WavefrontContextModel:
         np.take(source, rows.ravel(), axis=0, out=out, mode="clip")  # rows are valid; "clip" skips the check
         return out.reshape(rows.shape[0], -1)
 
+    def _rows(self, step: int) -> slice:
+        """The buffer rows of one wavefront's symbols."""
+        return slice(self.bounds[step] + 1, self.bounds[step + 1] + 1)
+
     def step_logits(self, buffers: list[np.ndarray], workspace: np.ndarray, step: int) -> np.ndarray:
         """Logits (n, L) of the symbols of one wavefront; fills that wavefront's activations."""
         values, h1, h2, h3 = buffers
@@ -163,7 +167,8 @@ class WavefrontContextModel:
         first, later = self.first_rows[lo:hi], self.later_rows[lo:hi]
         w1, w2, w3, w4 = self.weights
         b1, b2, b3, b4 = self.biases
-        a1, a2, a3 = h1[lo + 1 : hi + 1], h2[lo + 1 : hi + 1], h3[lo + 1 : hi + 1]
+        rows = self._rows(step)
+        a1, a2, a3 = h1[rows], h2[rows], h3[rows]
         np.matmul(self._gather(values, first, workspace), w1, out=a1)
         a1 += b1
         np.maximum(a1, 0, out=a1)
@@ -176,9 +181,6 @@ class WavefrontContextModel:
         logits = self._gather(h3, later, workspace) @ w4
         logits += b4
         return logits[:, : self.num_centers]
-
-    def _rows(self, step: int) -> slice:
-        return slice(self.bounds[step] + 1, self.bounds[step + 1] + 1)
 
     def all_logits(self, symbols: torch.Tensor) -> torch.Tensor:
         """Logits (L, K, H, W) of every symbol, computed wavefront by wavefront (for tests)."""

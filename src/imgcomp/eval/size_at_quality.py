@@ -20,14 +20,19 @@ from imgcomp.eval.curves import monotone_points
 DEFAULT_LEVELS = (0.90, 0.95, 0.97, 0.98, 0.99, 0.995)
 
 
-def size_at_quality(sizes: Sequence[float], quality: Sequence[float | None], level: float) -> float | None:
-    """Interpolated file size at ``level``; ``None`` outside the measured quality range."""
-    sizes_kept, quality_kept = monotone_points(sizes, quality)
-    if len(sizes_kept) == 0 or not quality_kept[0] <= level <= quality_kept[-1]:
+def _interpolate(known: np.ndarray, wanted: np.ndarray, at: float) -> float | None:
+    """``wanted`` at ``at`` along increasing ``known``, linearly; ``None`` outside its range."""
+    if len(known) == 0 or not known[0] <= at <= known[-1]:
         return None
-    if len(sizes_kept) == 1:
-        return float(sizes_kept[0])
-    return float(np.exp(np.interp(level, quality_kept, np.log(sizes_kept))))
+    return float(wanted[0]) if len(known) == 1 else float(np.interp(at, known, wanted))
+
+
+def size_at_quality(sizes: Sequence[float], quality: Sequence[float | None], level: float) -> float | None:
+    """Interpolated file size at ``level`` (log-size linear in quality); ``None`` outside the
+    measured quality range."""
+    sizes_kept, quality_kept = monotone_points(sizes, quality)
+    log_size = _interpolate(quality_kept, np.log(sizes_kept), level)
+    return None if log_size is None else float(np.exp(log_size))
 
 
 @dataclass(frozen=True)
@@ -113,11 +118,7 @@ class OperatingPoint:
 def quality_at_size(sizes: Sequence[float], quality: Sequence[float | None], size: float) -> float | None:
     """Quality interpolated at file size ``size`` (linear in log-size); ``None`` outside the range."""
     sizes_kept, quality_kept = monotone_points(sizes, quality)
-    if len(sizes_kept) == 0 or not sizes_kept[0] <= size <= sizes_kept[-1]:
-        return None
-    if len(sizes_kept) == 1:
-        return float(quality_kept[0])
-    return float(np.interp(np.log(size), np.log(sizes_kept), quality_kept))
+    return _interpolate(np.log(sizes_kept), quality_kept, float(np.log(size)))
 
 
 def operating_points(
