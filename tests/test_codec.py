@@ -74,6 +74,27 @@ def test_wavefront_logits_equal_the_full_convolution(shape) -> None:
         assert torch.allclose(full, schedule.all_logits(symbols), atol=1e-4)
 
 
+def test_encoder_threads_code_with_the_decoders_probabilities() -> None:
+    """The encoder runs layer by layer in several threads, the decoder step by step in one: the
+    payload must not depend on the encoder's thread count, and the decoder must read it back."""
+    torch.manual_seed(2)
+    model = ContextModel3D(num_centers=6, channels=24)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    centers = torch.linspace(-2, 2, 6)
+    shape = (6, 20, 28)
+    schedule = WavefrontContextModel(model, centers, shape)
+    symbols = torch.randint(0, 6, shape)
+    payloads, costs = [], []
+    for threads in (1, 2, 3):
+        encoder = SymbolEncoder()
+        costs.append(schedule.encode(symbols, encoder, threads=threads))
+        payloads.append(encoder.finish())
+    assert payloads[1] == payloads[0] and payloads[2] == payloads[0]
+    assert costs[1] == pytest.approx(costs[0]) and costs[2] == pytest.approx(costs[0])
+    assert torch.equal(schedule.decode(SymbolDecoder(payloads[0])), symbols)
+
+
 def test_range_coder_round_trip_and_cost() -> None:
     rng = np.random.default_rng(0)
     probabilities = rng.dirichlet(np.ones(6), size=3000)

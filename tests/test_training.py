@@ -138,3 +138,30 @@ def test_extending_steps_on_resume_moves_the_decay(data: Path, tmp_path: Path) -
     longer.resume()
     assert longer.opt_ae.param_groups[0]["lr"] == pytest.approx(1e-5)
     assert longer.opt_p.param_groups[0]["lr"] == pytest.approx(1e-5)
+
+
+def test_context_only_training_keeps_the_auto_encoder(data: Path, tmp_path: Path) -> None:
+    """A narrower P trained alone (eq. 21) on a trained model: E, D, Q and batch-norm statistics
+    stay bit-identical, P learns (its cost falls), and the export records the new width."""
+    Trainer(tiny_config(data), tmp_path / "base").run()
+    base = load_model(tmp_path / "base" / "model")
+    config = tiny_config(
+        data, steps=30, init_from=str(tmp_path / "base" / "model"), context_channels=3,
+        context_only=True, val_data=str(data / "val"), val_every=10,
+    )
+    trainer = Trainer(config, tmp_path / "narrow")
+    trainer.run()
+    narrow = load_model(tmp_path / "narrow" / "model")
+    assert narrow.config.context_channels == 3 and base.config.context_channels == 4
+    base_state, narrow_state = base.model.state_dict(), narrow.model.state_dict()
+    for key, value in base_state.items():
+        if not key.startswith("context_model."):
+            assert torch.equal(value, narrow_state[key]), key
+    costs = [json.loads(line) for line in (tmp_path / "narrow" / "metrics.jsonl").read_text().splitlines()]
+    costs = [record["bpp"] for record in costs if "bpp" in record and "val_bpp_head0" not in record]
+    assert np.mean(costs[-5:]) < np.mean(costs[:5])
+
+
+def test_context_only_needs_a_model_to_start_from(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ImgcompError, match="init_from"):
+        Trainer(tiny_config(data, context_only=True), tmp_path / "run")

@@ -31,6 +31,9 @@ def train_command(
     target_bpp: Optional[float] = typer.Option(None, help="Rate target t in bits per pixel (of the highest importance head)."),
     heads: Optional[int] = typer.Option(None, help="Importance-map heads: >1 trains one multi-rate model."),
     latent_channels: Optional[int] = typer.Option(None, help="Latent channels K."),
+    context_channels: Optional[int] = typer.Option(None, help="Hidden channels of the context model P (fewer: faster coding)."),
+    init_from: Optional[Path] = typer.Option(None, help="Exported model (RUN/model) whose weights start the run."),
+    context_only: bool = typer.Option(False, "--context-only", help="Train only P, on the frozen auto-encoder of --init-from."),
     batch_size: Optional[int] = typer.Option(None, help="Images per step (over all processes)."),
     crop: Optional[int] = typer.Option(None, help="Training crop size in pixels."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate of E, D and Q."),
@@ -57,7 +60,9 @@ def train_command(
     overrides = {
         "data": str(data) if data else None, "val_data": str(val_data) if val_data else None,
         "preset": preset, "steps": steps, "target_bpp": target_bpp, "heads": heads,
-        "latent_channels": latent_channels, "batch_size": batch_size, "crop": crop, "lr": lr,
+        "latent_channels": latent_channels, "context_channels": context_channels,
+        "init_from": str(init_from) if init_from else None, "context_only": context_only or None,
+        "batch_size": batch_size, "crop": crop, "lr": lr,
         "beta": beta, "workers": workers, "seed": seed, "val_every": val_every,
         "checkpoint_every": checkpoint_every,
     }
@@ -93,9 +98,10 @@ def train_command(
         def progress(step: int, total: int, metrics: dict) -> None:
             status = ""
             if metrics:
+                quality = f"MS-SSIM {metrics['ms_ssim']:.4f}  " if "ms_ssim" in metrics else ""
                 status = (
                     f"loss {metrics.get('loss', 0):.3f}  bpp {metrics.get('masked_bpp', 0):.3f}  "
-                    f"MS-SSIM {metrics.get('ms_ssim', 0):.4f}  {metrics.get('steps_per_s', 0):.2f} steps/s"
+                    f"{quality}{metrics.get('steps_per_s', 0):.2f} steps/s"
                 )
             bar.update(task, completed=step, status=status)
 

@@ -14,13 +14,21 @@ steps just before it, which stay in the CPU cache. The products run in numpy's B
 (faster than torch's for these shapes). Encoder and decoder run exactly this code with the same
 batch shapes, so their probabilities are bit-identical (the determinism rule of DESIGN.md); a
 change to this arithmetic needs a new ``bitstream.FORMAT_VERSION``.
+
+The decoder must go step by step: a step needs the symbols of the one before. The encoder knows
+every symbol up front, so it runs layer by layer instead: a layer's products for all steps depend
+only on the previous layer, and are split into a few runs of consecutive steps computed in
+parallel threads (numpy releases the GIL in its gathers and products). Every step is still one
+product of the decoder's shape on one BLAS thread, so the numbers do not change.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from typing import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -35,6 +43,8 @@ _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limiter = None  # threadpoolctl's limiter while any coder runs
 _threadpools: ThreadpoolController | None = None
+_workers: ThreadPoolExecutor | None = None
+_workers_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -61,6 +71,23 @@ def single_threaded_blas() -> Iterator[None]:
             if _blas_users == 0:
                 _blas_limiter.restore_original_limits()
                 _blas_limiter = None
+
+
+def _run_in_parallel(tasks: list[Callable[[], None]]) -> None:
+    """Run the tasks, the first in the calling thread and the others in a shared thread pool."""
+    global _workers
+    futures = []
+    if len(tasks) > 1:
+        with _workers_lock:
+            if _workers is None:
+                _workers = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1), "imgcomp-wavefront")
+        futures = [_workers.submit(task) for task in tasks[1:]]
+    try:
+        tasks[0]()
+    finally:
+        wait(futures)
+    for future in futures:
+        future.result()
 
 
 def wavefront_index(c, h, w):
@@ -128,9 +155,9 @@ class WavefrontContextModel:
         return len(self.bounds) - 1
 
     @contextlib.contextmanager
-    def _scratch(self) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
-        """Activation buffers (values, h1, h2, h3) and a gather workspace, reused across calls:
-        fresh tens of MB cost more in page faults than a small image's whole coding pass.
+    def _scratch(self, workspaces: int = 1) -> Iterator[tuple[list[np.ndarray], list[np.ndarray]]]:
+        """Activation buffers (values, h1, h2, h3) and gather workspaces (one per thread), reused
+        across calls: fresh tens of MB cost more in page faults than a small image's coding pass.
 
         Reuse is safe because a step only reads row 0 (zero, never written) and rows that this
         call has already written; each concurrent caller gets its own set.
@@ -139,11 +166,13 @@ class WavefrontContextModel:
             scratch = self._pool.pop() if self._pool else None
         if scratch is None:
             rows = int(np.prod(self.shape)) + 1
-            widest = max(self.first_rows.shape[1], self.later_rows.shape[1] * max(self.channels[:3]))
             scratch = (
                 [np.zeros((rows, 1), np.float32)] + [np.zeros((rows, ch), np.float32) for ch in self.channels[:3]],
-                np.empty(self.largest_step * widest, np.float32),
+                [],
             )
+        widest = max(self.first_rows.shape[1], self.later_rows.shape[1] * max(self.channels[:3]))
+        while len(scratch[1]) < workspaces:
+            scratch[1].append(np.empty(self.largest_step * widest, np.float32))
         try:
             yield scratch
         finally:
@@ -160,61 +189,88 @@ class WavefrontContextModel:
         """The buffer rows of one wavefront's symbols."""
         return slice(self.bounds[step] + 1, self.bounds[step + 1] + 1)
 
+    def layer_step(self, layer: int, buffers: list[np.ndarray], workspace: np.ndarray, step: int) -> np.ndarray | None:
+        """One masked convolution at one wavefront's positions.
+
+        Layers 0-2 write their activations into ``buffers[layer + 1]`` (layer 2 adds the residual,
+        ``h1``); layer 3 returns the logits (n, L).
+        """
+        lo, hi = self.bounds[step], self.bounds[step + 1]
+        taps = self.first_rows if layer == 0 else self.later_rows
+        inputs = self._gather(buffers[layer], taps[lo:hi], workspace)
+        if layer == 3:
+            logits = inputs @ self.weights[3]
+            logits += self.biases[3]
+            return logits[:, : self.num_centers]
+        rows = self._rows(step)
+        out = buffers[layer + 1][rows]
+        np.matmul(inputs, self.weights[layer], out=out)
+        out += self.biases[layer]
+        if layer < 2:
+            np.maximum(out, 0, out=out)
+        else:
+            out += buffers[1][rows]
+        return None
+
     def step_logits(self, buffers: list[np.ndarray], workspace: np.ndarray, step: int) -> np.ndarray:
         """Logits (n, L) of the symbols of one wavefront; fills that wavefront's activations."""
-        values, h1, h2, h3 = buffers
-        lo, hi = self.bounds[step], self.bounds[step + 1]
-        first, later = self.first_rows[lo:hi], self.later_rows[lo:hi]
-        w1, w2, w3, w4 = self.weights
-        b1, b2, b3, b4 = self.biases
-        rows = self._rows(step)
-        a1, a2, a3 = h1[rows], h2[rows], h3[rows]
-        np.matmul(self._gather(values, first, workspace), w1, out=a1)
-        a1 += b1
-        np.maximum(a1, 0, out=a1)
-        np.matmul(self._gather(h1, later, workspace), w2, out=a2)
-        a2 += b2
-        np.maximum(a2, 0, out=a2)
-        np.matmul(self._gather(h2, later, workspace), w3, out=a3)
-        a3 += b3
-        a3 += a1
-        logits = self._gather(h3, later, workspace) @ w4
-        logits += b4
-        return logits[:, : self.num_centers]
+        for layer in range(3):
+            self.layer_step(layer, buffers, workspace, step)
+        return self.layer_step(3, buffers, workspace, step)
+
+    def _step_runs(self, threads: int) -> list[range]:
+        """Consecutive steps split into ``threads`` runs of about the same number of symbols."""
+        cuts = np.searchsorted(self.bounds, np.linspace(0, self.bounds[-1], threads + 1)[1:-1])
+        edges = [0, *sorted(set(int(c) for c in cuts) - {0, self.num_steps}), self.num_steps]
+        return [range(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
     def all_logits(self, symbols: torch.Tensor) -> torch.Tensor:
         """Logits (L, K, H, W) of every symbol, computed wavefront by wavefront (for tests)."""
         out = np.empty((int(np.prod(self.shape)), self.num_centers), np.float32)
-        with self._scratch() as (buffers, workspace), single_threaded_blas():
+        with self._scratch() as (buffers, workspaces), single_threaded_blas():
             buffers[0][1:, 0] = self.centers[symbols.numpy().ravel()[self.raster_order]]
             for step in range(self.num_steps):
                 out[self.raster_order[self.bounds[step] : self.bounds[step + 1]]] = self.step_logits(
-                    buffers, workspace, step)
+                    buffers, workspaces[0], step)
         return torch.from_numpy(out.T.reshape(-1, *self.shape).copy())
 
-    def encode(self, symbols: torch.Tensor, encoder: SymbolEncoder) -> float:
+    def encode(self, symbols: torch.Tensor, encoder: SymbolEncoder, threads: int | None = None) -> float:
         """Code a (K, H, W) volume of symbol indices; returns the ideal cost in bits.
 
-        All values are known, so they are written up front: a step only reads rows of earlier
-        steps, exactly the ones the decoder has filled in by then.
+        All values are known, so they are written up front and the layers run one after another
+        over all steps, in ``threads`` threads (default: torch's thread count). A step only reads
+        rows of earlier steps, exactly the ones the decoder has filled in when it gets there.
         """
         ordered = symbols.numpy().ravel()[self.raster_order]
-        bits = 0.0
-        with self._scratch() as (buffers, workspace), single_threaded_blas():
+        runs = self._step_runs(max(1, threads if threads is not None else torch.get_num_threads()))
+        probabilities = np.empty((ordered.size, self.num_centers), np.float64)
+        bits = np.zeros(self.num_steps)
+        with self._scratch(len(runs)) as (buffers, workspaces), single_threaded_blas():
             buffers[0][1:, 0] = self.centers[ordered]
-            for step in range(self.num_steps):
-                probabilities = coder_probabilities(self.step_logits(buffers, workspace, step))
-                batch = ordered[self.bounds[step] : self.bounds[step + 1]]
-                encoder.push(batch, probabilities)
-                bits += ideal_bits(probabilities, batch)
-        return bits
+
+            def run_layer(layer: int, steps: range, workspace: np.ndarray) -> None:
+                for step in steps:
+                    logits = self.layer_step(layer, buffers, workspace, step)
+                    if logits is not None:
+                        lo, hi = self.bounds[step], self.bounds[step + 1]
+                        probabilities[lo:hi] = coder_probabilities(logits)
+                        bits[step] = ideal_bits(probabilities[lo:hi], ordered[lo:hi])
+
+            for layer in range(4):
+                _run_in_parallel([
+                    lambda layer=layer, steps=steps, workspace=workspace: run_layer(layer, steps, workspace)
+                    for steps, workspace in zip(runs, workspaces)
+                ])
+        encoder.push(ordered, probabilities)  # one symbol after another, as the decoder pulls them
+        return float(bits.sum())
 
     def decode(self, decoder: SymbolDecoder) -> torch.Tensor:
         """Decode a (K, H, W) volume of symbol indices."""
         ordered = np.empty(int(np.prod(self.shape)), np.int64)
-        with self._scratch() as (buffers, workspace), single_threaded_blas():
+        with self._scratch() as (buffers, workspaces), single_threaded_blas():
             for step in range(self.num_steps):
-                decoded = decoder.pull(coder_probabilities(self.step_logits(buffers, workspace, step)))
+                logits = self.step_logits(buffers, workspaces[0], step)
+                decoded = decoder.pull(coder_probabilities(logits))
                 ordered[self.bounds[step] : self.bounds[step + 1]] = decoded
                 buffers[0][self._rows(step), 0] = self.centers[decoded]
         symbols = np.empty_like(ordered)

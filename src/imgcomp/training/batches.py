@@ -79,8 +79,8 @@ def input_statistics(folder: str) -> tuple[list[float], list[float]]:
     return [round(float(v), 3) for v in pixels.mean(0)], [round(float(v), 3) for v in pixels.std(0)]
 
 
-def load_validation_images(folder: str, limit: int) -> list[np.ndarray]:
-    """The first ``limit`` validation images, centre-cropped to multiples of 8."""
+def load_validation_images(folder: str, limit: int | None = None) -> list[np.ndarray]:
+    """The first ``limit`` validation images (all if None), centre-cropped to multiples of 8."""
     images = []
     for path in list_images(folder)[:limit]:
         image = load_image(path)

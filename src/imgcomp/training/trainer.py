@@ -25,7 +25,9 @@ import torch
 from imgcomp.errors import ImgcompError
 from imgcomp.metrics import ms_ssim, psnr
 from imgcomp.models import ConditionalProbabilityCodec, create_model, preset
-from imgcomp.models.export import export_model
+from imgcomp.models.context_model import symbol_bits
+from imgcomp.models.export import export_model, load_model
+from imgcomp.models.mentzer2018 import CodecConfig
 from imgcomp.training import distributed
 from imgcomp.training.batches import StepBatches, input_statistics, load_validation_images
 from imgcomp.training.checkpoint import (
@@ -56,6 +58,9 @@ class TrainConfig:
     head_target_bpp: Optional[list[float]] = None  # explicit per-head targets instead of i/n * t
     latent_channels: Optional[int] = None
     decoder_kernel: Optional[int] = None
+    context_channels: Optional[int] = None  # hidden channels of P (the preset's 24 if None)
+    init_from: Optional[str] = None  # an exported model whose E, D, Q (and P, if it fits) start the run
+    context_only: bool = False  # train P alone (eq. 21) on the frozen E, D, Q of init_from
     lr: float = 1e-3  # Adam, E/D/Q
     context_lr: float = 1e-3  # Adam, P
     lr_decay_at: list[float] = field(default_factory=lambda: [0.75, 0.9])  # fractions of steps; x0.1
@@ -64,18 +69,26 @@ class TrainConfig:
     rate_loss: str = "two_sided"  # or "clip" (the paper's max(R, t)); see LossWeights
     val_data: Optional[str] = None
     val_every: int = 500
-    val_images: int = 4
+    val_images: Optional[int] = None  # the first N validation images; None: all of them
     checkpoint_every: int = 200
     log_every: int = 10
     seed: int = 0
     workers: int = 1
 
-    def model_config(self):
+    def model_config(self) -> CodecConfig:
+        if self.init_from is not None:  # the starting model fixes the architecture, except P's width
+            config = load_model(self.init_from).config
+            if self.context_channels is not None:
+                config.context_channels = self.context_channels
+            return config
+        if self.context_only:
+            raise ImgcompError("context_only trains P on a trained E, D, Q: give init_from (--init-from MODEL)")
         return preset(
             self.preset,
             importance_heads=self.heads,
             latent_channels=self.latent_channels,
             decoder_kernel=self.decoder_kernel,
+            context_channels=self.context_channels,
         )
 
     def head_targets(self, heads: int) -> list[float]:
@@ -102,12 +115,19 @@ class Trainer:
         self.dist = distributed.setup()
         torch.manual_seed(config.seed)
         model_config = config.model_config()
-        if not (run_dir / CHECKPOINT_FILE).exists():
+        fresh = not (run_dir / CHECKPOINT_FILE).exists()
+        if fresh and config.init_from is None:
             mean, std = input_statistics(config.data)
             model_config.input_mean, model_config.input_std = mean, std
         self.model: ConditionalProbabilityCodec = create_model(model_config.architecture, model_config)
+        if fresh and config.init_from is not None:
+            self._initialise_from(config.init_from)
+        if config.context_only:
+            for parameter in self.model.autoencoder_parameters():
+                parameter.requires_grad_(False)
         self.model.to(self.dist.device)
-        self.ddp_model = distributed.wrap(self.model, self.dist)
+        # With a frozen auto-encoder only P is trained, so only P is wrapped (DDP syncs its gradients).
+        self.ddp_model = distributed.wrap(self.model.context_model if config.context_only else self.model, self.dist)
         self.opt_ae = torch.optim.Adam(self.model.autoencoder_parameters(), lr=config.lr, foreach=True)
         self.opt_p = torch.optim.Adam(self.model.context_parameters(), lr=config.context_lr, foreach=True)
         milestones = [int(f * config.steps) for f in config.lr_decay_at]
@@ -118,6 +138,35 @@ class Trainer:
         self._stop_requested = False
         self._writer = None
         self._val_images: list[np.ndarray] | None = None  # decoded once, on first validation
+
+    def _initialise_from(self, folder: str) -> None:
+        """Start from an exported model's weights; P starts fresh if its width changed."""
+        source = load_model(folder).model.state_dict()
+        own = self.model.state_dict()
+        kept = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        missing = sorted(k for k in own if k not in kept)
+        if any(not k.startswith("context_model.") for k in missing):
+            raise ImgcompError(f"{folder}: its auto-encoder does not fit this run's model ({missing[0]})")
+        self.model.load_state_dict(kept, strict=False)
+
+    def _train_mode(self) -> None:
+        """Training mode, except a frozen auto-encoder, whose batch norms keep their statistics."""
+        if self.config.context_only:
+            self.model.eval()
+            self.model.context_model.train()
+        else:
+            self.ddp_model.train()
+
+    def _context_only_terms(self, x: torch.Tensor, head: int) -> dict[str, torch.Tensor]:
+        """P's coding cost (eq. 21) of the frozen encoder's symbols, in bits per pixel."""
+        with torch.no_grad():
+            z, mask = self.model.encode_latent(x, head)
+            z_hat, symbols = self.model.quantize(z)
+        bits = symbol_bits(self.ddp_model(z_hat), symbols)
+        pixels = x.shape[-1] * x.shape[-2]
+        bpp = (bits.flatten(1).sum(1) / pixels).mean()
+        masked_bpp = ((mask * bits.detach()).flatten(1).sum(1) / pixels).mean()
+        return {"total": bpp, "bpp": bpp.detach(), "masked_bpp": masked_bpp}
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -201,29 +250,18 @@ class Trainer:
         started = time.perf_counter()
         first_step = self.step
         try:
-            self.ddp_model.train()
+            self._train_mode()
             for step, x in batches.iterate(self.step, cfg.steps):
                 head = head_for_step(cfg.seed, step, heads)
                 x = x.to(self.dist.device, non_blocking=True)
-                out = self.ddp_model(x, head)
-                terms = rate_distortion_loss(
-                    x, out, targets[head], self.weights, self.model.quantizer.regularization()
-                )
-                if not torch.isfinite(terms.total):
-                    raise ImgcompError(f"training diverged at step {step} (loss {terms.total})")
-                self.opt_ae.zero_grad(set_to_none=True)
-                self.opt_p.zero_grad(set_to_none=True)
-                terms.total.backward()
-                self.opt_ae.step()
-                self.opt_p.step()
+                if cfg.context_only:
+                    record = self._context_only_step(x, head, step)
+                else:
+                    record = self._joint_step(x, head, targets[head], step)
                 self.sched_ae.step()
                 self.sched_p.step()
                 self.step = step + 1
-                window.append({
-                    "loss": float(terms.total.detach()), "ms_ssim": float(terms.ms_ssim),
-                    "masked_bpp": float(terms.masked_bpp), "bpp": float(terms.bpp),
-                    f"bpp_head{head}": float(terms.masked_bpp),
-                })
+                window.append(record)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     elapsed = time.perf_counter() - started
                     last = self._log(window, elapsed, self.step - first_step)
@@ -249,6 +287,39 @@ class Trainer:
                 self._writer.close()
         last["stopped_early"] = self._stop_requested
         return last
+
+    def _joint_step(self, x: torch.Tensor, head: int, target: float, step: int) -> dict[str, float]:
+        """Steps 1-6 of sec. 3.5, one backward pass, then both optimisers (eqs. 20 and 21)."""
+        out = self.ddp_model(x, head)
+        terms = rate_distortion_loss(x, out, target, self.weights, self.model.quantizer.regularization())
+        self._check_finite(terms.total, step)
+        self.opt_ae.zero_grad(set_to_none=True)
+        self.opt_p.zero_grad(set_to_none=True)
+        terms.total.backward()
+        self.opt_ae.step()
+        self.opt_p.step()
+        return {
+            "loss": float(terms.total.detach()), "ms_ssim": float(terms.ms_ssim),
+            "masked_bpp": float(terms.masked_bpp), "bpp": float(terms.bpp),
+            f"bpp_head{head}": float(terms.masked_bpp),
+        }
+
+    def _context_only_step(self, x: torch.Tensor, head: int, step: int) -> dict[str, float]:
+        """Eq. 21 alone: P learns the frozen encoder's symbols."""
+        terms = self._context_only_terms(x, head)
+        self._check_finite(terms["total"], step)
+        self.opt_p.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.opt_p.step()
+        return {
+            "loss": float(terms["total"].detach()), "masked_bpp": float(terms["masked_bpp"]),
+            "bpp": float(terms["bpp"]), f"bpp_head{head}": float(terms["masked_bpp"]),
+        }
+
+    @staticmethod
+    def _check_finite(loss: torch.Tensor, step: int) -> None:
+        if not torch.isfinite(loss):
+            raise ImgcompError(f"training diverged at step {step} (loss {loss})")
 
     def _log(self, window: list[dict[str, float]], elapsed: float, steps_done: int) -> dict[str, Any]:
         keys = {k for record in window for k in record}
@@ -302,7 +373,7 @@ class Trainer:
             results[f"val_bpp_head{head}"] = float(np.mean(bpps))
             results[f"val_ms_ssim_head{head}"] = float(np.mean(msssims))
             results[f"val_psnr_head{head}"] = float(np.mean(psnrs))
-        self.model.train()
+        self._train_mode()
         return results
 
 
