@@ -103,6 +103,8 @@ def test_masked_cost_never_exceeds_full_cost(data: Path, tmp_path: Path) -> None
     result = trainer.run()
     assert 0 < result["masked_bpp"] <= result["bpp"] + 1e-9
     assert "val_bpp_head1" in result and "val_ms_ssim_head0" in result  # validated at the end
+    for head in (0, 1):
+        assert 0 <= result[f"val_masked_bpp_head{head}"] <= result[f"val_bpp_head{head}"] + 1e-9
 
 
 def test_two_process_ddp(data: Path, tmp_path: Path) -> None:

@@ -19,6 +19,13 @@ RECIPES: dict[str, dict[str, Any]] = {
             "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
         },
     },
+    "cpu-multirate-long": {
+        "description": "cpu preset, 5 importance heads (0.14..0.9 bpp), 16000 steps: ~80 min on a 2-core AVX-512 CPU",
+        "settings": {
+            "preset": "cpu", "steps": 16000, "heads": 5, "target_bpp": 0.9,
+            "head_target_bpp": [0.14, 0.26, 0.42, 0.62, 0.9], "val_every": 2500,
+        },
+    },
     "cpu-multirate-p16": {
         "description": "a cpu-multirate model's frozen auto-encoder with a narrower P (16 channels, ~2x faster coding) trained alone, 3000 steps; needs --init-from RUN/model",
         "settings": {

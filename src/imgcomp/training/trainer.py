@@ -355,22 +355,26 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Estimated bpp (C / pixels), MS-SSIM and PSNR per head on the validation images."""
+        """Estimated bpp (C / pixels, eq. 13), masked bpp (MC / pixels, eq. 19), MS-SSIM and PSNR per
+        head on the validation images."""
         self.model.eval()
         if self._val_images is None:
             self._val_images = load_validation_images(self.config.val_data, self.config.val_images)
         images = self._val_images
         results: dict[str, float] = {}
         for head in range(self.model.config.importance_heads):
-            bpps, msssims, psnrs = [], [], []
+            bpps, masked_bpps, msssims, psnrs = [], [], [], []
             for image in images:
                 x = torch.from_numpy(image).permute(2, 0, 1)[None].float().to(self.dist.device)
                 out = self.model(x, head)
                 x_hat = out["x_hat"].clamp(0, 255).round()
-                bpps.append(float(out["bits"].sum()) / (x.shape[-1] * x.shape[-2]))
+                pixels = x.shape[-1] * x.shape[-2]
+                bpps.append(float(out["bits"].sum()) / pixels)
+                masked_bpps.append(float((out["mask"] * out["bits"]).sum()) / pixels)
                 msssims.append(ms_ssim(x, x_hat, allow_fewer_scales=True))
                 psnrs.append(psnr(x, x_hat))
             results[f"val_bpp_head{head}"] = float(np.mean(bpps))
+            results[f"val_masked_bpp_head{head}"] = float(np.mean(masked_bpps))
             results[f"val_ms_ssim_head{head}"] = float(np.mean(msssims))
             results[f"val_psnr_head{head}"] = float(np.mean(psnrs))
         self._train_mode()
