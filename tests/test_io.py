@@ -185,3 +185,14 @@ def test_write_atomic_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
         write_atomic(path, failing_writer)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]
+
+
+def test_read_only_arrays_convert_without_warnings() -> None:
+    from imgcomp.tensors import image_to_tensor
+
+    image = np.asarray(Image.new("RGB", (5, 3), (10, 20, 30)))  # Pillow's buffer: read-only
+    assert not image.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = image_to_tensor(image)
+    assert x.shape == (1, 3, 3, 5) and float(x[0, 2, 0, 0]) == 30.0

@@ -8,7 +8,11 @@ import torch.nn.functional as F
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    """A (1, 3, H, W) float tensor of an (H, W, 3) uint8 image; the image is never written to."""
+    array = np.ascontiguousarray(image)
+    if not array.flags.writeable:  # e.g. np.asarray(PIL image): torch warns about read-only memory
+        array = array.copy()
+    return torch.from_numpy(array).permute(2, 0, 1)[None].float()
 
 
 def tensor_to_image(x: torch.Tensor) -> np.ndarray:
