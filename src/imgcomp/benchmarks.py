@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -17,6 +19,27 @@ from imgcomp.entropy.range_coder import coder_probabilities
 from imgcomp.io import load_image
 from imgcomp.models.export import LoadedModel
 from imgcomp.models.mentzer2018 import DOWNSAMPLING
+
+
+def machine() -> dict[str, Any]:
+    """What the timings were measured on: they differ by 2-3x between CPUs of the same core count."""
+    cpu = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    cpu = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:  # not Linux
+        pass
+    vector = [name for name in ("avx512f", "avx2") if name in flags]
+    return {
+        "cpu": cpu, "vector_extensions": vector[:1], "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+    }
 
 
 def codec_speed(image_path: str, model: LoadedModel, runs: int = 5) -> list[dict[str, Any]]:

@@ -35,12 +35,12 @@ def bench_codec(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
 ) -> None:
     """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time."""
-    from imgcomp.benchmarks import codec_speed, naive_decode_seconds, peak_memory_large
+    from imgcomp.benchmarks import codec_speed, machine, naive_decode_seconds, peak_memory_large
     from imgcomp.zoo import get_model
 
     loaded = get_model(model)
     record = {
-        "image": str(image), "model": str(loaded.path),
+        "machine": machine(), "image": str(image), "model": str(loaded.path),
         "qualities": codec_speed(str(image), loaded, runs),
         "naive_one_symbol_at_a_time": naive_decode_seconds(str(image), loaded),
     }
@@ -58,6 +58,6 @@ def bench_train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
 ) -> None:
     """Training throughput (steps/s, images/s) of each preset on this machine."""
-    from imgcomp.benchmarks import training_throughput
+    from imgcomp.benchmarks import machine, training_throughput
 
-    _emit({"presets": [training_throughput(p, steps, batch_size, crop) for p in presets]}, out)
+    _emit({"machine": machine(), "presets": [training_throughput(p, steps, batch_size, crop) for p in presets]}, out)
