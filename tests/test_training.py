@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,10 @@ def test_context_only_training_keeps_the_auto_encoder(data: Path, tmp_path: Path
         context_only=True, val_data=str(data / "val"), val_every=10,
     )
     trainer = Trainer(config, tmp_path / "narrow")
-    trainer.run()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.run()
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]  # the frozen optimiser never steps
     narrow = load_model(tmp_path / "narrow" / "model")
     assert narrow.config.context_channels == 3 and base.config.context_channels == 4
     base_state, narrow_state = base.model.state_dict(), narrow.model.state_dict()

@@ -52,7 +52,7 @@ def bench_codec(
 @bench_app.command("train")
 def bench_train(
     presets: List[str] = typer.Option(["cpu", "paper"], "--preset", help="Presets to time."),
-    steps: int = typer.Option(5, help="Timed steps per preset (after one warm-up)."),
+    steps: int = typer.Option(20, help="Timed steps per preset (after one warm-up; the first few are slow)."),
     batch_size: int = typer.Option(8, help="Images per step."),
     crop: int = typer.Option(128, help="Crop size."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),

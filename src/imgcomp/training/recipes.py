@@ -19,20 +19,6 @@ RECIPES: dict[str, dict[str, Any]] = {
             "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
         },
     },
-    "cpu-multirate-long": {
-        "description": "cpu preset, 5 importance heads (0.14..0.9 bpp), 14000 steps: ~55 min alone on a 2-core AVX-512 CPU",
-        "settings": {
-            "preset": "cpu", "steps": 14000, "heads": 5, "target_bpp": 0.9,
-            "head_target_bpp": [0.14, 0.26, 0.42, 0.62, 0.9], "val_every": 2500,
-        },
-    },
-    "cpu-multirate-p16": {
-        "description": "a cpu-multirate model's frozen auto-encoder with a narrower P (16 channels: wavefront coding ~30% faster) trained alone, 3000 steps; needs --init-from RUN/model",
-        "settings": {
-            "context_channels": 16, "context_only": True, "steps": 3000, "heads": 5,
-            "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
-        },
-    },
     "paper-multirate": {
         "description": "paper preset (n=128, 5x3 residual blocks), 5 heads, for a GPU",
         "settings": {

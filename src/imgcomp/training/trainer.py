@@ -258,7 +258,8 @@ class Trainer:
                     record = self._context_only_step(x, head, step)
                 else:
                     record = self._joint_step(x, head, targets[head], step)
-                self.sched_ae.step()
+                if not cfg.context_only:  # a frozen auto-encoder's optimiser never steps
+                    self.sched_ae.step()
                 self.sched_p.step()
                 self.step = step + 1
                 window.append(record)
@@ -328,7 +329,7 @@ class Trainer:
         }
         summary["steps_per_s"] = steps_done / max(elapsed, 1e-9)
         summary["images_per_s"] = summary["steps_per_s"] * self.config.batch_size
-        summary["lr"] = self.sched_ae.get_last_lr()[0]
+        summary["lr"] = (self.sched_p if self.config.context_only else self.sched_ae).get_last_lr()[0]
         self._write_metrics({"step": self.step, **summary})
         return summary
 
