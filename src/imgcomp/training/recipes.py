@@ -9,7 +9,7 @@ from imgcomp.training.trainer import TrainConfig
 
 RECIPES: dict[str, dict[str, Any]] = {
     "cpu-quick": {
-        "description": "cpu preset, one rate (0.2 bpp), 1500 steps: 8-20 min on 2 CPU cores",
+        "description": "cpu preset, one rate (0.2 bpp), 1500 steps: 6-20 min on 2 CPU cores",
         "settings": {"preset": "cpu", "steps": 1500, "target_bpp": 0.2, "heads": 1},
     },
     "cpu-multirate": {
