@@ -39,6 +39,17 @@ def distortion(x: torch.Tensor, x_hat: torch.Tensor, scale: float) -> tuple[torc
     return scale * (1.0 - value), value
 
 
+def coding_costs(bits: torch.Tensor, mask: torch.Tensor, pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch means of ``C / pixels`` (eq. 13) and ``MC / pixels`` (eq. 19).
+
+    ``MC = sum ceil(m) * (-log2 P)`` uses detached bits, so it reaches the encoder only through the
+    importance mask ``m`` and P's gradient comes from ``C`` alone.
+    """
+    bpp = (bits.flatten(1).sum(1) / pixels).mean()
+    masked_bpp = ((mask * bits.detach()).flatten(1).sum(1) / pixels).mean()
+    return bpp, masked_bpp
+
+
 def rate_distortion_loss(
     x: torch.Tensor, out: dict[str, torch.Tensor], target_bpp: float, weights: LossWeights,
     center_penalty: torch.Tensor,
@@ -46,16 +57,10 @@ def rate_distortion_loss(
     """Both objectives in one scalar, arranged so one backward pass gives each optimiser its own.
 
     * E, D, Q: ``d + beta * max(MC / pixels, t)`` (eq. 20 with the rate clip of sec. 4; see
-      ``LossWeights.rate_loss`` for the two-sided variant), where
-      ``MC = sum ceil(m) * (-log2 P)`` reaches the encoder only through the importance mask; the
-      per-symbol bits are detached here so P's gradient comes from its own loss alone.
+      ``LossWeights.rate_loss`` for the two-sided variant), with ``MC`` as in :func:`coding_costs`.
     * P: ``C = sum -log2 P`` (eq. 21; ``d`` does not depend on P).
     """
-    pixels = x.shape[-2] * x.shape[-1]
-    bits = out["bits"]
-    masked_bits = (out["mask"] * bits.detach()).flatten(1).sum(1)
-    masked_bpp = (masked_bits / pixels).mean()
-    bpp = (bits.flatten(1).sum(1) / pixels).mean()
+    bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-2] * x.shape[-1])
     d, value = distortion(x, out["x_hat"], weights.distortion_scale)
     rate_term = weights.beta * torch.clamp(masked_bpp, min=target_bpp)
     if weights.rate_loss == "two_sided":

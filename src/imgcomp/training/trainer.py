@@ -26,7 +26,7 @@ from imgcomp.errors import ImgcompError
 from imgcomp.metrics import ms_ssim, psnr
 from imgcomp.models import ConditionalProbabilityCodec, create_model, preset
 from imgcomp.models.context_model import symbol_bits
-from imgcomp.models.export import export_model, load_model
+from imgcomp.models.export import LoadedModel, export_model, load_model
 from imgcomp.models.mentzer2018 import CodecConfig
 from imgcomp.training import distributed
 from imgcomp.training.batches import StepBatches, input_statistics, load_validation_images
@@ -37,7 +37,7 @@ from imgcomp.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from imgcomp.training.losses import LossWeights, rate_distortion_loss
+from imgcomp.training.losses import LossWeights, coding_costs, rate_distortion_loss
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -75,9 +75,10 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1
 
-    def model_config(self) -> CodecConfig:
+    def model_config(self, start: CodecConfig | None = None) -> CodecConfig:
+        """The architecture to train; ``start`` is init_from's config if the caller has loaded it."""
         if self.init_from is not None:  # the starting model fixes the architecture, except P's width
-            config = load_model(self.init_from).config
+            config = CodecConfig.from_dict((start or load_model(self.init_from).config).to_dict())
             if self.context_channels is not None:
                 config.context_channels = self.context_channels
             return config
@@ -114,14 +115,15 @@ class Trainer:
         self.progress = progress
         self.dist = distributed.setup()
         torch.manual_seed(config.seed)
-        model_config = config.model_config()
+        start = load_model(config.init_from) if config.init_from is not None else None
+        model_config = config.model_config(start.config if start is not None else None)
         fresh = not (run_dir / CHECKPOINT_FILE).exists()
         if fresh and config.init_from is None:
             mean, std = input_statistics(config.data)
             model_config.input_mean, model_config.input_std = mean, std
         self.model: ConditionalProbabilityCodec = create_model(model_config.architecture, model_config)
-        if fresh and config.init_from is not None:
-            self._initialise_from(config.init_from)
+        if fresh and start is not None:
+            self._initialise_from(start)
         if config.context_only:
             for parameter in self.model.autoencoder_parameters():
                 parameter.requires_grad_(False)
@@ -139,14 +141,14 @@ class Trainer:
         self._writer = None
         self._val_images: list[np.ndarray] | None = None  # decoded once, on first validation
 
-    def _initialise_from(self, folder: str) -> None:
+    def _initialise_from(self, start: LoadedModel) -> None:
         """Start from an exported model's weights; P starts fresh if its width changed."""
-        source = load_model(folder).model.state_dict()
+        source = start.model.state_dict()
         own = self.model.state_dict()
         kept = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         missing = sorted(k for k in own if k not in kept)
         if any(not k.startswith("context_model.") for k in missing):
-            raise ImgcompError(f"{folder}: its auto-encoder does not fit this run's model ({missing[0]})")
+            raise ImgcompError(f"{start.path}: its auto-encoder does not fit this run's model ({missing[0]})")
         self.model.load_state_dict(kept, strict=False)
 
     def _train_mode(self) -> None:
@@ -162,10 +164,7 @@ class Trainer:
         with torch.no_grad():
             z, mask = self.model.encode_latent(x, head)
             z_hat, symbols = self.model.quantize(z)
-        bits = symbol_bits(self.ddp_model(z_hat), symbols)
-        pixels = x.shape[-1] * x.shape[-2]
-        bpp = (bits.flatten(1).sum(1) / pixels).mean()
-        masked_bpp = ((mask * bits.detach()).flatten(1).sum(1) / pixels).mean()
+        bpp, masked_bpp = coding_costs(symbol_bits(self.ddp_model(z_hat), symbols), mask, x.shape[-1] * x.shape[-2])
         return {"total": bpp, "bpp": bpp.detach(), "masked_bpp": masked_bpp}
 
     # ----------------------------------------------------------------- state
@@ -254,11 +253,10 @@ class Trainer:
             for step, x in batches.iterate(self.step, cfg.steps):
                 head = head_for_step(cfg.seed, step, heads)
                 x = x.to(self.dist.device, non_blocking=True)
-                if cfg.context_only:
+                if cfg.context_only:  # a frozen auto-encoder's optimiser and schedule never step
                     record = self._context_only_step(x, head, step)
                 else:
                     record = self._joint_step(x, head, targets[head], step)
-                if not cfg.context_only:  # a frozen auto-encoder's optimiser never steps
                     self.sched_ae.step()
                 self.sched_p.step()
                 self.step = step + 1
@@ -369,9 +367,9 @@ class Trainer:
                 x = torch.from_numpy(image).permute(2, 0, 1)[None].float().to(self.dist.device)
                 out = self.model(x, head)
                 x_hat = out["x_hat"].clamp(0, 255).round()
-                pixels = x.shape[-1] * x.shape[-2]
-                bpps.append(float(out["bits"].sum()) / pixels)
-                masked_bpps.append(float((out["mask"] * out["bits"]).sum()) / pixels)
+                bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-1] * x.shape[-2])
+                bpps.append(float(bpp))
+                masked_bpps.append(float(masked_bpp))
                 msssims.append(ms_ssim(x, x_hat, allow_fewer_scales=True))
                 psnrs.append(psnr(x, x_hat))
             results[f"val_bpp_head{head}"] = float(np.mean(bpps))
