@@ -25,11 +25,12 @@ from imgcomp.models.context_model import ContextModel3D
 from imgcomp.models.export import export_model, load_model
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A tiny untrained 2-head model with non-trivial context-model weights."""
+@pytest.fixture(scope="module", params=[False, True], ids=["q0-masked", "mask-symbol"])
+def model_dir(request, tmp_path_factory) -> Path:
+    """A tiny untrained 2-head model with non-trivial context-model weights; masked-out positions
+    coded as Q(0) (the paper) or as their own symbol (``mask_symbol``)."""
     torch.manual_seed(0)
-    config = preset("tiny", importance_heads=2)
+    config = preset("tiny", importance_heads=2, mask_symbol=request.param)
     model = create_model(config.architecture, config)
     for p in model.context_model.parameters():
         torch.nn.init.normal_(p, std=0.2)
@@ -39,7 +40,7 @@ def model_dir(tmp_path_factory) -> Path:
         model.encoder[-1].bias[K] = -3.0
         model.encoder[-1].bias[K + 1] = 3.0
     model.eval()
-    return export_model(model, tmp_path_factory.mktemp("model") / "tiny")
+    return export_model(model, tmp_path_factory.mktemp("model") / f"tiny-{request.param}")
 
 
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -60,17 +61,21 @@ def test_masks_respect_the_wavefront() -> None:
                 assert dt < 0
 
 
+@pytest.mark.parametrize("features", [1, 2])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (3, 4, 5), (5, 2, 7)])
-def test_wavefront_logits_equal_the_full_convolution(shape) -> None:
+def test_wavefront_logits_equal_the_full_convolution(shape, features: int) -> None:
+    """Same logits as P on the whole volume, for one input feature per symbol (its value) or two
+    (value and kept flag, 7 symbols: ``mask_symbol``)."""
     torch.manual_seed(1)
-    model = ContextModel3D(num_centers=6, channels=5)
+    symbols_count = 6 if features == 1 else 7
+    model = ContextModel3D(num_centers=symbols_count, channels=5, in_channels=features)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.3)
-    centers = torch.linspace(-2, 2, 6)
-    schedule = WavefrontContextModel(model, centers, shape)
+    inputs = torch.randn(symbols_count, features)
+    schedule = WavefrontContextModel(model, inputs, shape)
     for _ in range(2):  # the second pass reuses the first's buffers: stale rows must never be read
-        symbols = torch.randint(0, 6, shape)
-        full = model(centers[symbols][None])[0]
+        symbols = torch.randint(0, symbols_count, shape)
+        full = model(inputs[symbols].permute(3, 0, 1, 2)[None])[0]
         assert torch.allclose(full, schedule.all_logits(symbols), atol=1e-4)
 
 
@@ -134,10 +139,10 @@ def test_thread_counts_and_another_process_decode_the_same_symbols(model_dir: Pa
         _, _, symbols_two_threads = decode_symbols(result.data, model=model_dir)
     codec = load_model(model_dir).model
     with torch.no_grad():
-        z, _ = codec.encode_latent(
+        z, mask = codec.encode_latent(
             torch.nn.functional.pad(torch.from_numpy(image).permute(2, 0, 1)[None].float(), (0, 5, 0, 3), mode="replicate"), 0
         )
-    assert torch.equal(symbols_two_threads, codec.quantizer.symbols(z)[0])
+    assert torch.equal(symbols_two_threads, codec.context_symbols(codec.quantizer.symbols(z), mask)[0])
     path = tmp_path / "x.icz"
     path.write_bytes(result.data)
     script = (
@@ -182,15 +187,14 @@ def test_public_api_and_pillow_plugin(model_dir: Path, tmp_path: Path, monkeypat
 
 
 def test_quality_levels_select_the_importance_head(model_dir: Path) -> None:
-    """Quality 1 uses head 1, which masks out more channels (more zero symbols) than head 2."""
+    """Quality 1 uses head 1, which masks out more channels (more masked-out symbols) than head 2."""
     image = photo(64, 64)
     zero_counts = {}
     for quality in (1, 2):
         data = imgcomp.compress(image, quality=quality, model=model_dir)
         header, loaded, symbols = decode_symbols(data, model=model_dir)
         assert header.quality == quality
-        zero = loaded.model.quantizer.symbols(torch.zeros(1))
-        zero_counts[quality] = int((symbols == zero).sum())
+        zero_counts[quality] = int((symbols == loaded.model.masked_out_symbol()).sum())
     assert zero_counts[1] > zero_counts[2]
     with pytest.raises(ImgcompError, match="quality"):
         imgcomp.compress(image, quality=3, model=model_dir)

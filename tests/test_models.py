@@ -18,19 +18,21 @@ def raster_index(c: int, h: int, w: int, H: int, W: int) -> int:
     return (c * H + h) * W + w
 
 
+@pytest.mark.parametrize("features", [1, 2])
 @pytest.mark.parametrize("seed", range(4))
-def test_context_model_is_causal(seed: int) -> None:
-    """Changing a symbol never changes the logits of any symbol at or before it in raster order."""
+def test_context_model_is_causal(seed: int, features: int) -> None:
+    """Changing a symbol (any of its input features) never changes the logits of any symbol at or
+    before it in raster order."""
     torch.manual_seed(seed)
     K, H, W = 4, 5, 6
-    model = ContextModel3D(num_centers=6, channels=5)
+    model = ContextModel3D(num_centers=6, channels=5, in_channels=features)
     for p in model.parameters():  # random weights, not the initialisation's small ones
         torch.nn.init.normal_(p, std=0.5)
-    volume = torch.randn(1, K, H, W)
+    volume = torch.randn(1, features, K, H, W)
     base = model(volume)
     for c, h, w in itertools.product(range(K), range(H), range(W)):
         changed = volume.clone()
-        changed[0, c, h, w] += 3.0
+        changed[0, :, c, h, w] += 3.0
         diff = (model(changed) - base).abs().amax(dim=1)[0]  # (K, H, W)
         position = raster_index(c, h, w, H, W)
         affected = torch.nonzero(diff > 1e-6)
@@ -103,6 +105,32 @@ def test_model_shapes_and_heads() -> None:
     assert out["logits"].shape == (2, config.num_centers, config.latent_channels, 4, 6)
     with pytest.raises(ImgcompError):
         model(x, head=3)
+
+
+def test_mask_symbol_marks_masked_out_positions_and_keeps_the_reconstruction() -> None:
+    """With ``mask_symbol``, P codes exactly the masked-out positions as symbol L (its input: Q(0)'s
+    value and a 0 flag); D still gets Q(0) there, so E and D are untouched by the choice."""
+    torch.manual_seed(0)
+    config = preset("tiny", importance_heads=2, mask_symbol=True)
+    model = create_model(config.architecture, config).eval()
+    x = torch.rand(2, 3, 32, 48) * 255
+    with torch.no_grad():
+        model.encoder[-1].bias[config.latent_channels] = 0.0  # head 0: about half the channels
+        z, mask = model.encode_latent(x, 0)
+        z_hat, symbols = model.quantize(z)
+        coded = model.context_symbols(symbols, mask)
+        out = model(x, 0)
+    L = config.num_centers
+    assert model.num_symbols == L + 1 and model.masked_out_symbol() == L
+    assert torch.equal(coded == L, mask == 0) and 0 < int((coded == L).sum()) < coded.numel()
+    assert torch.equal(coded, out["symbols"]) and out["logits"].shape[1] == L + 1
+    assert torch.equal(model.symbol_values(coded), z_hat)
+    inputs = model.context_inputs(coded)
+    assert inputs.shape == (2, 2, config.latent_channels, 4, 6)
+    assert torch.equal(inputs[:, 1], (mask > 0).float()) and torch.equal(inputs[:, 0], z_hat)
+    classic = create_model(config.architecture, preset("tiny", importance_heads=2)).eval()
+    assert classic.masked_out_symbol() == int(classic.quantizer.symbols(torch.zeros(1))[0])
+    assert torch.equal(classic.context_symbols(symbols, mask), symbols)
 
 
 def test_unknown_architecture_and_preset() -> None:

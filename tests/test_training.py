@@ -108,6 +108,36 @@ def test_masked_cost_never_exceeds_full_cost(data: Path, tmp_path: Path) -> None
         assert 0 <= result[f"val_masked_bpp_head{head}"] <= result[f"val_bpp_head{head}"] + 1e-9
 
 
+def test_the_rate_reaches_the_encoder_through_p_but_not_p() -> None:
+    """Sec. 3.2: the masked cost's gradient reaches E through P's input (soft quantization, eq. 4),
+    even with every channel on (no gradient through the mask); P's weights get none of it."""
+    from imgcomp.models import create_model, preset
+    from imgcomp.training.losses import coding_costs
+
+    torch.manual_seed(0)
+    config = preset("tiny", importance_heads=1)
+    model = create_model(config.architecture, config)
+    with torch.no_grad():
+        model.encoder[-1].bias[config.latent_channels] = 50.0  # y = K: all on, sigmoid saturated
+    out = model(torch.rand(2, 3, 32, 32) * 255)
+    assert torch.allclose(out["encoder_bits"], out["bits"])
+    _, masked_bpp = coding_costs(out["bits"], out["mask"], 32 * 32, out["encoder_bits"])
+    masked_bpp.backward()
+    assert all(p.grad is None for p in model.context_parameters())
+    assert model.encoder[0][0].weight.grad.abs().sum() > 0
+    assert model.quantizer.centers.grad.abs().sum() > 0
+
+
+def test_training_settings_are_checked(data: Path) -> None:
+    with pytest.raises(ImgcompError, match="rate_loss"):
+        tiny_config(data, rate_loss="one_sided")
+
+
+def test_training_with_the_mask_symbol(data: Path, tmp_path: Path) -> None:
+    result = Trainer(tiny_config(data, steps=3, mask_symbol=True), tmp_path / "run").run()
+    assert np.isfinite(result["loss"]) and 0 < result["masked_bpp"] <= result["bpp"] + 1e-9
+
+
 def test_two_process_ddp(data: Path, tmp_path: Path) -> None:
     """torchrun launches two CPU processes (gloo) that train a few steps together."""
     out = tmp_path / "ddp"
@@ -166,6 +196,19 @@ def test_context_only_training_keeps_the_auto_encoder(data: Path, tmp_path: Path
     costs = [json.loads(line) for line in (tmp_path / "narrow" / "metrics.jsonl").read_text().splitlines()]
     costs = [record["bpp"] for record in costs if "bpp" in record and "val_bpp_head0" not in record]
     assert np.mean(costs[-5:]) < np.mean(costs[:5])
+
+
+def test_context_only_training_can_switch_to_the_mask_symbol(data: Path, tmp_path: Path) -> None:
+    """P is retrained from scratch for the larger alphabet; E, D, Q are kept."""
+    Trainer(tiny_config(data), tmp_path / "base").run()
+    config = tiny_config(
+        data, steps=3, init_from=str(tmp_path / "base" / "model"), context_only=True, mask_symbol=True,
+    )
+    result = Trainer(config, tmp_path / "marked").run()
+    assert 0 < result["masked_bpp"] <= result["bpp"] + 1e-9
+    marked = load_model(tmp_path / "marked" / "model")
+    assert marked.config.mask_symbol and marked.model.num_symbols == marked.config.num_centers + 1
+    assert marked.model.context_model.conv_in.in_channels == 2
 
 
 def test_context_only_needs_a_model_to_start_from(data: Path, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Encoding: pad to a multiple of 8 (edge replication), run E with the importance head of the
 requested quality, quantize, and range-code the symbol volume wavefront by wavefront with P
 (:mod:`imgcomp.entropy.wavefront`). The payload starts with ``K'``, the number of leading
-channels that hold anything but the zero symbol ``Q(0)`` (coded with a uniform distribution); the
+channels that hold anything but the masked-out symbol (``Q(0)``, or the model's own masked-out
+symbol; see ``CodecConfig.mask_symbol``), coded with a uniform distribution; the
 channels after it, which the importance map masked out everywhere, are not coded at all. P is
 causal along the channel axis, so this changes no probability of a coded symbol; it makes low
 qualities much faster to code. The latent is split into tiles of at most
@@ -71,7 +72,7 @@ def _wavefront(model: LoadedModel, shape: tuple[int, int, int]) -> WavefrontCont
         if len(schedules) >= MAX_CACHED_SCHEDULES:  # each holds index arrays of tens of MB
             schedules.pop(next(iter(schedules)))
         codec = model.model
-        schedules[shape] = WavefrontContextModel(codec.context_model, codec.quantizer.centers, shape)
+        schedules[shape] = WavefrontContextModel(codec.context_model, codec.symbol_inputs(), shape)
     return schedules[shape]
 
 
@@ -103,9 +104,9 @@ def encode_image(
     codec = loaded.model
     x = pad_to_multiple(image_to_tensor(pixels), DOWNSAMPLING).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        z, _ = codec.encode_latent(x, quality - 1)
-        symbols = codec.quantizer.symbols(z)[0]
-        active = _active_channels(symbols, _zero_symbol(codec))
+        z, mask = codec.encode_latent(x, quality - 1)
+        symbols = codec.context_symbols(codec.quantizer.symbols(z), mask)[0]
+        active = _active_channels(symbols, codec.masked_out_symbol())
         encoder = SymbolEncoder()
         bits = _code_active_channels(encoder, active, symbols.shape[0])
         for top, left, th, tw in latent_tiles(*symbols.shape[1:]) if active else []:
@@ -123,14 +124,9 @@ def encode_image(
     )
 
 
-def _zero_symbol(codec) -> torch.Tensor:
-    """The symbol of Q(0): what the importance mask leaves behind."""
-    return codec.quantizer.symbols(torch.zeros(1))[0]
-
-
-def _active_channels(symbols: torch.Tensor, zero: torch.Tensor) -> int:
-    """1 + the last channel holding any symbol other than the zero symbol (0 if none)."""
-    used = (symbols != zero).flatten(1).any(dim=1).nonzero()
+def _active_channels(symbols: torch.Tensor, masked_out: int) -> int:
+    """1 + the last channel holding any symbol other than the masked-out one (0 if none)."""
+    used = (symbols != masked_out).flatten(1).any(dim=1).nonzero()
     return int(used.max()) + 1 if used.numel() else 0
 
 
@@ -144,7 +140,7 @@ def _code_active_channels(encoder: SymbolEncoder, active: int, channels: int) ->
 
 
 def _reconstruct(codec, symbols: torch.Tensor, height: int, width: int) -> np.ndarray:
-    z_hat = codec.quantizer.values(symbols)[None].contiguous(memory_format=torch.channels_last)
+    z_hat = codec.symbol_values(symbols)[None].contiguous(memory_format=torch.channels_last)
     x_hat = codec.decode_latent(z_hat)
     return tensor_to_image(x_hat[:, :, :height, :width])
 
@@ -167,7 +163,7 @@ def decode_symbols(
     K = loaded.config.latent_channels
     h = -(-header.height // DOWNSAMPLING)
     w = -(-header.width // DOWNSAMPLING)
-    symbols = torch.full((K, h, w), int(_zero_symbol(loaded.model)), dtype=torch.int64)
+    symbols = torch.full((K, h, w), loaded.model.masked_out_symbol(), dtype=torch.int64)
     decoder = SymbolDecoder(payload)
     active = int(decoder.pull(_uniform(K + 1))[0])
     with torch.no_grad():

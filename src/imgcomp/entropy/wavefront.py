@@ -110,11 +110,13 @@ def _tap_matrix(layer: MaskedConv3d, columns: int) -> tuple[np.ndarray, np.ndarr
 class WavefrontContextModel:
     """Evaluates a :class:`ContextModel3D` wavefront by wavefront over a (K, H, W) volume."""
 
-    def __init__(self, model: ContextModel3D, centers: torch.Tensor, shape: tuple[int, int, int]):
+    def __init__(self, model: ContextModel3D, symbol_inputs: torch.Tensor, shape: tuple[int, int, int]):
+        """``symbol_inputs`` is what P reads for each symbol: ``(S, F)`` features, or ``(S,)`` values."""
         self.shape = shape
         K, H, W = shape
-        self.centers = centers.detach().float().numpy()
-        self.num_centers = self.centers.size
+        inputs = symbol_inputs.detach().float()
+        self.symbol_inputs = (inputs[:, None] if inputs.dim() == 1 else inputs).numpy()
+        self.num_symbols = self.symbol_inputs.shape[0]
         layers = model.layers()
         if any(layer.taps() != layers[1].taps() for layer in layers[2:]):
             raise ValueError("the later context-model layers must share one mask")
@@ -167,10 +169,12 @@ class WavefrontContextModel:
         if scratch is None:
             rows = int(np.prod(self.shape)) + 1
             scratch = (
-                [np.zeros((rows, 1), np.float32)] + [np.zeros((rows, ch), np.float32) for ch in self.channels[:3]],
+                [np.zeros((rows, self.symbol_inputs.shape[1]), np.float32)] + [np.zeros((rows, ch), np.float32) for ch in self.channels[:3]],
                 [],
             )
-        widest = max(self.first_rows.shape[1], self.later_rows.shape[1] * max(self.channels[:3]))
+        widest = max(
+            self.first_rows.shape[1] * self.symbol_inputs.shape[1], self.later_rows.shape[1] * max(self.channels[:3])
+        )
         while len(scratch[1]) < workspaces:
             scratch[1].append(np.empty(self.largest_step * widest, np.float32))
         try:
@@ -201,7 +205,7 @@ class WavefrontContextModel:
         if layer == 3:
             logits = inputs @ self.weights[3]
             logits += self.biases[3]
-            return logits[:, : self.num_centers]
+            return logits[:, : self.num_symbols]
         rows = self._rows(step)
         out = buffers[layer + 1][rows]
         np.matmul(inputs, self.weights[layer], out=out)
@@ -226,9 +230,9 @@ class WavefrontContextModel:
 
     def all_logits(self, symbols: torch.Tensor) -> torch.Tensor:
         """Logits (L, K, H, W) of every symbol, computed wavefront by wavefront (for tests)."""
-        out = np.empty((int(np.prod(self.shape)), self.num_centers), np.float32)
+        out = np.empty((int(np.prod(self.shape)), self.num_symbols), np.float32)
         with self._scratch() as (buffers, workspaces), single_threaded_blas():
-            buffers[0][1:, 0] = self.centers[symbols.numpy().ravel()[self.raster_order]]
+            buffers[0][1:] = self.symbol_inputs[symbols.numpy().ravel()[self.raster_order]]
             for step in range(self.num_steps):
                 out[self.raster_order[self.bounds[step] : self.bounds[step + 1]]] = self.step_logits(
                     buffers, workspaces[0], step)
@@ -243,10 +247,10 @@ class WavefrontContextModel:
         """
         ordered = symbols.numpy().ravel()[self.raster_order]
         runs = self._step_runs(max(1, threads if threads is not None else torch.get_num_threads()))
-        probabilities = np.empty((ordered.size, self.num_centers), np.float64)
+        probabilities = np.empty((ordered.size, self.num_symbols), np.float64)
         bits = np.zeros(self.num_steps)
         with self._scratch(len(runs)) as (buffers, workspaces), single_threaded_blas():
-            buffers[0][1:, 0] = self.centers[ordered]
+            buffers[0][1:] = self.symbol_inputs[ordered]
 
             def run_layer(layer: int, steps: range, workspace: np.ndarray) -> None:
                 for step in steps:
@@ -272,7 +276,7 @@ class WavefrontContextModel:
                 logits = self.step_logits(buffers, workspaces[0], step)
                 decoded = decoder.pull(coder_probabilities(logits))
                 ordered[self.bounds[step] : self.bounds[step + 1]] = decoded
-                buffers[0][self._rows(step), 0] = self.centers[decoded]
+                buffers[0][self._rows(step)] = self.symbol_inputs[decoded]
         symbols = np.empty_like(ordered)
         symbols[self.raster_order] = ordered
         return torch.from_numpy(symbols).view(self.shape)

@@ -7,7 +7,9 @@ then column): the first layer sees strictly earlier positions (mask "A"), later 
 centre (mask "B"), which keeps the whole network causal by induction.
 
 Architecture (Fig. 3): ``3Dk3n24`` (A) - ReLU - residual block of two ``3Dk3n24`` (B) -
-``3Dk3nL`` (B), giving ``L`` logits per symbol.
+``3Dk3nL`` (B), giving ``L`` logits per symbol. P reads each coded symbol as a small feature vector
+(its center value; see :meth:`ConditionalProbabilityCodec.symbol_inputs` for the variant that also
+marks where the importance mask is off), one input channel of the first layer per feature.
 """
 
 from __future__ import annotations
@@ -58,11 +60,12 @@ class MaskedConv3d(nn.Conv3d):
 
 
 class ContextModel3D(nn.Module):
-    """P: ``(N, K, H, W)`` quantized latent values -> ``(N, L, K, H, W)`` logits."""
+    """P: ``(N, F, K, H, W)`` symbol features (or ``(N, K, H, W)`` values when ``F = 1``) ->
+    ``(N, L, K, H, W)`` logits over the ``L = num_centers`` symbols."""
 
-    def __init__(self, num_centers: int, channels: int = 24, kernel_size: int = 3) -> None:
+    def __init__(self, num_centers: int, channels: int = 24, kernel_size: int = 3, in_channels: int = 1) -> None:
         super().__init__()
-        self.conv_in = MaskedConv3d(1, channels, "A", kernel_size)
+        self.conv_in = MaskedConv3d(in_channels, channels, "A", kernel_size)
         self.res_conv1 = MaskedConv3d(channels, channels, "B", kernel_size)
         self.res_conv2 = MaskedConv3d(channels, channels, "B", kernel_size)
         self.conv_out = MaskedConv3d(channels, num_centers, "B", kernel_size)
@@ -71,8 +74,8 @@ class ContextModel3D(nn.Module):
         """The masked convolutions in order (used by the wavefront coder)."""
         return [self.conv_in, self.res_conv1, self.res_conv2, self.conv_out]
 
-    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
-        x = z_hat.unsqueeze(1)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs.unsqueeze(1) if inputs.dim() == 4 else inputs
         h1 = F.relu(self.conv_in(x))
         h2 = F.relu(self.res_conv1(h1))
         h3 = h1 + self.res_conv2(h2)

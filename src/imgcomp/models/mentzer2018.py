@@ -39,6 +39,9 @@ class CodecConfig:
     importance_heads: int = 1
     context_channels: int = 24
     decoder_kernel: int = 5  # 2 for Patel et al.'s checkerboard-free upsampling
+    # P codes positions the importance mask switched off as one extra symbol (index L, value
+    # Q(0)) instead of as Q(0) itself, so it sees where the mask ends (see ``context_symbols``).
+    mask_symbol: bool = False
     # Fixed input normalisation (per RGB channel, on the 0-255 scale), set from training data.
     input_mean: list[float] = field(default_factory=lambda: [120.0, 115.0, 105.0])
     input_std: list[float] = field(default_factory=lambda: [65.0, 63.0, 66.0])
@@ -101,11 +104,66 @@ class ConditionalProbabilityCodec(nn.Module):
             upconv(n // 2, 3, kernel, bn, relu=False),
         )
         self.quantizer = LearnedCenterQuantizer(config.num_centers)
-        self.context_model = ContextModel3D(config.num_centers, config.context_channels)
+        self.context_model = ContextModel3D(
+            self.num_symbols, config.context_channels, in_channels=2 if config.mask_symbol else 1
+        )
 
     @property
     def latent_channels(self) -> int:
         return self.config.latent_channels
+
+    @property
+    def num_symbols(self) -> int:
+        """Size of the alphabet P codes: the ``L`` centers, plus the masked-out symbol if any."""
+        return self.config.num_centers + (1 if self.config.mask_symbol else 0)
+
+    def masked_out_symbol(self) -> int:
+        """The symbol of a position the importance mask switched off."""
+        if self.config.mask_symbol:
+            return self.config.num_centers
+        return int(self.quantizer.symbols(torch.zeros(1))[0])  # Q(0): what z * m = 0 quantizes to
+
+    def context_symbols(self, symbols: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The symbols P codes: the quantizer's, with masked-out positions as :meth:`masked_out_symbol`.
+
+        Mentzer et al. code masked-out positions as ``Q(0)``, which unmasked values near 0 share,
+        so P must guess where each position's mask ends (the gap between eqs. 13 and 19). With
+        ``mask_symbol`` the end is explicit and P pays only for predicting it.
+        """
+        if not self.config.mask_symbol:
+            return symbols
+        return torch.where(mask.detach() > 0, symbols, torch.full_like(symbols, self.config.num_centers))
+
+    def symbol_values(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Latent values the decoder D gets for coded symbols (the masked-out symbol is Q(0))."""
+        if self.config.mask_symbol:
+            symbols = torch.where(symbols == self.config.num_centers, self.quantizer.symbols(torch.zeros(1)), symbols)
+        return self.quantizer.values(symbols)
+
+    def symbol_inputs(self) -> torch.Tensor:
+        """What P reads for each symbol, ``(num_symbols, F)``: its latent value, and with
+        ``mask_symbol`` also 1 for a coded center, 0 for the masked-out symbol."""
+        centers = self.quantizer.centers.detach()
+        if not self.config.mask_symbol:
+            return centers[:, None]
+        values = torch.cat([centers, centers[self.quantizer.symbols(torch.zeros(1))]])
+        kept = torch.cat([torch.ones_like(centers), torch.zeros(1, dtype=centers.dtype)])
+        return torch.stack([values, kept], dim=1)
+
+    def context_inputs(self, symbols: torch.Tensor, z_hat: torch.Tensor | None = None) -> torch.Tensor:
+        """P's input ``(N, F, K, H, W)`` for coded symbols ``(N, K, H, W)``; with ``z_hat`` (the same
+        values, carrying the quantizer's soft gradient of eq. 4) the values carry that gradient."""
+        inputs = self.symbol_inputs()[symbols].permute(0, 4, 1, 2, 3)
+        if z_hat is not None:
+            inputs = torch.cat([z_hat.unsqueeze(1), inputs[:, 1:]], dim=1)
+        return inputs
+
+    def _encoder_logits(self, symbols: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
+        """P's logits as a function of E's output: P reads ``z_hat`` with the soft gradient of the
+        quantizer (sec. 3.2: "to backpropagate through P we use the same approach as for the
+        encoder"), with P's own weights held constant, so the rate reaches E, D, Q and not P."""
+        weights = {name: p.detach() for name, p in self.context_model.named_parameters()}
+        return torch.func.functional_call(self.context_model, weights, (self.context_inputs(symbols, z_hat),))
 
     def autoencoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of E, D and Q (optimised on eq. 20)."""
@@ -145,9 +203,18 @@ class ConditionalProbabilityCodec(nn.Module):
         return self.decoder(z_hat) * self.input_std + self.input_mean
 
     def forward(self, x: torch.Tensor, head: int = 0) -> dict[str, torch.Tensor]:
+        """Steps 1-6 of sec. 3.5. ``bits`` (``-log2 P`` per symbol) trains P (eq. 21); while E, D,
+        Q are trained, ``encoder_bits`` (same values) carries the rate's gradient into them."""
         z, mask = self.encode_latent(x, head)
         z_hat, symbols = self.quantize(z)
-        logits = self.context_model(z_hat.detach())  # P sees the symbols with stopped gradient
+        symbols = self.context_symbols(symbols, mask)
+        logits = self.context_model(self.context_inputs(symbols))  # P's own objective: no gradient to E
         bits = symbol_bits(logits, symbols)
+        encoder_logits = logits.detach()
+        if torch.is_grad_enabled() and z_hat.requires_grad:
+            encoder_logits = self._encoder_logits(symbols, z_hat)
         x_hat = self.decode_latent(z_hat)
-        return {"x_hat": x_hat, "symbols": symbols, "mask": mask, "bits": bits, "logits": logits}
+        return {
+            "x_hat": x_hat, "symbols": symbols, "mask": mask, "bits": bits, "logits": logits,
+            "encoder_bits": symbol_bits(encoder_logits, symbols),
+        }

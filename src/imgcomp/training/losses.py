@@ -39,14 +39,18 @@ def distortion(x: torch.Tensor, x_hat: torch.Tensor, scale: float) -> tuple[torc
     return scale * (1.0 - value), value
 
 
-def coding_costs(bits: torch.Tensor, mask: torch.Tensor, pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
+def coding_costs(
+    bits: torch.Tensor, mask: torch.Tensor, pixels: int, encoder_bits: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch means of ``C / pixels`` (eq. 13) and ``MC / pixels`` (eq. 19).
 
-    ``MC = sum ceil(m) * (-log2 P)`` uses detached bits, so it reaches the encoder only through the
-    importance mask ``m`` and P's gradient comes from ``C`` alone.
+    ``MC = sum ceil(m) * (-log2 P)`` is computed from ``encoder_bits`` (the same values with the
+    gradient that reaches E, D, Q through P's input; see ``ConditionalProbabilityCodec.forward``)
+    when given, else from detached ``bits``: P's gradient comes from ``C`` alone either way.
     """
     bpp = (bits.flatten(1).sum(1) / pixels).mean()
-    masked_bpp = ((mask * bits.detach()).flatten(1).sum(1) / pixels).mean()
+    rate_bits = bits.detach() if encoder_bits is None else encoder_bits
+    masked_bpp = ((mask * rate_bits).flatten(1).sum(1) / pixels).mean()
     return bpp, masked_bpp
 
 
@@ -60,7 +64,7 @@ def rate_distortion_loss(
       ``LossWeights.rate_loss`` for the two-sided variant), with ``MC`` as in :func:`coding_costs`.
     * P: ``C = sum -log2 P`` (eq. 21; ``d`` does not depend on P).
     """
-    bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-2] * x.shape[-1])
+    bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-2] * x.shape[-1], out["encoder_bits"])
     d, value = distortion(x, out["x_hat"], weights.distortion_scale)
     rate_term = weights.beta * torch.clamp(masked_bpp, min=target_bpp)
     if weights.rate_loss == "two_sided":

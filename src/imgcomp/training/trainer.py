@@ -59,6 +59,7 @@ class TrainConfig:
     latent_channels: Optional[int] = None
     decoder_kernel: Optional[int] = None
     context_channels: Optional[int] = None  # hidden channels of P (the preset's 24 if None)
+    mask_symbol: Optional[bool] = None  # P codes masked-out positions as their own symbol (preset's if None)
     init_from: Optional[str] = None  # an exported model whose E, D, Q (and P, if it fits) start the run
     context_only: bool = False  # train P alone (eq. 21) on the frozen E, D, Q of init_from
     lr: float = 1e-3  # Adam, E/D/Q
@@ -75,12 +76,18 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1
 
+    def __post_init__(self) -> None:
+        if self.rate_loss not in ("two_sided", "clip"):
+            raise ImgcompError(f"rate_loss must be two_sided or clip, got {self.rate_loss!r}")
+
     def model_config(self, start: CodecConfig | None = None) -> CodecConfig:
         """The architecture to train; ``start`` is init_from's config if the caller has loaded it."""
         if self.init_from is not None:  # the starting model fixes the architecture, except P's width
             config = CodecConfig.from_dict((start or load_model(self.init_from).config).to_dict())
             if self.context_channels is not None:
                 config.context_channels = self.context_channels
+            if self.mask_symbol is not None:
+                config.mask_symbol = self.mask_symbol
             return config
         if self.context_only:
             raise ImgcompError("context_only trains P on a trained E, D, Q: give init_from (--init-from MODEL)")
@@ -90,6 +97,7 @@ class TrainConfig:
             latent_channels=self.latent_channels,
             decoder_kernel=self.decoder_kernel,
             context_channels=self.context_channels,
+            mask_symbol=self.mask_symbol,
         )
 
     def head_targets(self, heads: int) -> list[float]:
@@ -142,10 +150,13 @@ class Trainer:
         self._val_images: list[np.ndarray] | None = None  # decoded once, on first validation
 
     def _initialise_from(self, start: LoadedModel) -> None:
-        """Start from an exported model's weights; P starts fresh if its width changed."""
+        """Start from an exported model's weights; P starts fresh if its shape changed (width or
+        alphabet)."""
         source = start.model.state_dict()
         own = self.model.state_dict()
         kept = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        if any(k.startswith("context_model.") and k not in kept for k in own):
+            kept = {k: v for k, v in kept.items() if not k.startswith("context_model.")}
         missing = sorted(k for k in own if k not in kept)
         if any(not k.startswith("context_model.") for k in missing):
             raise ImgcompError(f"{start.path}: its auto-encoder does not fit this run's model ({missing[0]})")
@@ -163,8 +174,9 @@ class Trainer:
         """P's coding cost (eq. 21) of the frozen encoder's symbols, in bits per pixel."""
         with torch.no_grad():
             z, mask = self.model.encode_latent(x, head)
-            z_hat, symbols = self.model.quantize(z)
-        bpp, masked_bpp = coding_costs(symbol_bits(self.ddp_model(z_hat), symbols), mask, x.shape[-1] * x.shape[-2])
+            symbols = self.model.context_symbols(self.model.quantize(z)[1], mask)
+        logits = self.ddp_model(self.model.context_inputs(symbols))
+        bpp, masked_bpp = coding_costs(symbol_bits(logits, symbols), mask, x.shape[-1] * x.shape[-2])
         return {"total": bpp, "bpp": bpp.detach(), "masked_bpp": masked_bpp}
 
     # ----------------------------------------------------------------- state
