@@ -122,10 +122,14 @@ def test_the_rate_reaches_the_encoder_through_p_but_not_p() -> None:
     out = model(torch.rand(2, 3, 32, 32) * 255)
     assert torch.allclose(out["encoder_bits"], out["bits"])
     _, masked_bpp = coding_costs(out["bits"], out["mask"], 32 * 32, out["encoder_bits"])
-    masked_bpp.backward()
+    masked_bpp.backward(retain_graph=True)
     assert all(p.grad is None for p in model.context_parameters())
     assert model.encoder[0][0].weight.grad.abs().sum() > 0
     assert model.quantizer.centers.grad.abs().sum() > 0
+    model.zero_grad()
+    _, mask_only = coding_costs(out["bits"], out["mask"], 32 * 32)  # rate_through_context=False
+    mask_only.backward()
+    assert model.encoder[0][0].weight.grad is None or model.encoder[0][0].weight.grad.abs().sum() < 1e-6
 
 
 def test_training_settings_are_checked(data: Path) -> None:

@@ -68,6 +68,7 @@ class TrainConfig:
     beta: float = 10.0
     distortion_scale: float = 100.0
     rate_loss: str = "two_sided"  # or "clip" (the paper's max(R, t)); see LossWeights
+    rate_through_context: bool = True  # False: the rate reaches E only through the mask; see LossWeights
     val_data: Optional[str] = None
     val_every: int = 500
     val_images: Optional[int] = None  # the first N validation images; None: all of them
@@ -143,7 +144,10 @@ class Trainer:
         milestones = [int(f * config.steps) for f in config.lr_decay_at]
         self.sched_ae = torch.optim.lr_scheduler.MultiStepLR(self.opt_ae, milestones, 0.1)
         self.sched_p = torch.optim.lr_scheduler.MultiStepLR(self.opt_p, milestones, 0.1)
-        self.weights = LossWeights(config.beta, config.distortion_scale, rate_loss=config.rate_loss)
+        self.weights = LossWeights(
+            config.beta, config.distortion_scale, rate_loss=config.rate_loss,
+            rate_through_context=config.rate_through_context,
+        )
         self.step = 0
         self._stop_requested = False
         self._writer = None
