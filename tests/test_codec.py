@@ -186,6 +186,21 @@ def test_public_api_and_pillow_plugin(model_dir: Path, tmp_path: Path, monkeypat
     assert (tmp_path / "saved.icz").read_bytes() == data
 
 
+def test_every_shipped_model_round_trips_and_files_find_their_model() -> None:
+    """The bundled weights load, code a photo at the lowest and highest quality, and a file decodes
+    without naming its model (the header's tag picks it among the shipped ones)."""
+    from imgcomp.zoo import DEFAULT_MODEL, get_model, shipped_models
+
+    assert DEFAULT_MODEL in shipped_models()
+    image = photo(40, 56, seed=5)
+    for name in shipped_models():
+        loaded = get_model(name)
+        for quality in (1, loaded.config.importance_heads):
+            result = encode_image(image, quality=quality, model=loaded, keep_reconstruction=True)
+            assert np.array_equal(decode_image(result.data), result.reconstruction), (name, quality)
+            assert 8 * result.payload_bytes <= result.estimated_bits * 1.01 + 64
+
+
 def test_quality_levels_select_the_importance_head(model_dir: Path) -> None:
     """Quality 1 uses head 1, which masks out more channels (more masked-out symbols) than head 2."""
     image = photo(64, 64)
