@@ -20,15 +20,6 @@ RECIPES: dict[str, dict[str, Any]] = {
             "rate_through_context": False,  # as the shipped model's first 7000 steps were trained
         },
     },
-    "cpu-multirate-finetune": {
-        "description": "continues cpu-multirate's 7000-step model (runs/cpu-multirate/model) for 16000 steps at lr 3e-4 on new crops (seed 1)",
-        "settings": {
-            "preset": "cpu", "steps": 16000, "heads": 5, "target_bpp": 0.8,
-            "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "init_from": "runs/cpu-multirate/model",
-            "lr": 3e-4, "context_lr": 3e-4, "lr_decay_at": [0.7, 0.9], "seed": 1,
-            "val_every": 2000, "val_images": 4, "checkpoint_every": 500,
-        },
-    },
     "paper-multirate": {
         "description": "paper preset (n=128, 5x3 residual blocks), 5 heads, for a GPU",
         "settings": {
