@@ -167,6 +167,21 @@ def test_cli_errors() -> None:
     assert result.exit_code != 0 and "unknown recipe" in str(result.exception)
 
 
+def test_cli_resume_of_a_run_from_before_the_rate_gradient_keeps_its_training(data: Path, tmp_path: Path) -> None:
+    """A run folder whose train_config.json predates ``rate_through_context`` resumes without it."""
+    from imgcomp.cli import _register_commands, app
+
+    _register_commands()
+    Trainer(tiny_config(data, steps=2), tmp_path / "run").run()
+    path = tmp_path / "run" / "train_config.json"
+    stored = json.loads(path.read_text())
+    del stored["rate_through_context"]
+    path.write_text(json.dumps(stored))
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--resume", "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(path.read_text())["rate_through_context"] is False
+
+
 def test_extending_steps_on_resume_moves_the_decay(data: Path, tmp_path: Path) -> None:
     first = Trainer(tiny_config(data, steps=8), tmp_path / "run")
     first.progress = lambda step, total, metrics: first.request_stop() if step == 4 else None

@@ -78,6 +78,7 @@ def train_command(
         if changed:
             raise ImgcompError(f"cannot change {', '.join(sorted(changed))} when resuming")
         stored.update(overrides)
+        stored.setdefault("rate_through_context", False)  # runs from before 0.2 trained without it
         config = TrainConfig(**{f.name: stored[f.name] for f in fields(TrainConfig) if f.name in stored})
     else:
         if out.exists() and any(out.iterdir()):
