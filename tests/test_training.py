@@ -127,9 +127,11 @@ def test_the_rate_reaches_the_encoder_through_p_but_not_p() -> None:
     assert model.encoder[0][0].weight.grad.abs().sum() > 0
     assert model.quantizer.centers.grad.abs().sum() > 0
     model.zero_grad()
-    _, mask_only = coding_costs(out["bits"], out["mask"], 32 * 32)  # rate_through_context=False
+    _, mask_only = coding_costs(out["bits"], out["mask"], 32 * 32)  # the mask's path alone
     mask_only.backward()
     assert model.encoder[0][0].weight.grad is None or model.encoder[0][0].weight.grad.abs().sum() < 1e-6
+    without = model(torch.rand(2, 3, 32, 32) * 255, rate_through_context=False)
+    assert not without["encoder_bits"].requires_grad  # no second pass through P, no gradient through it
 
 
 def test_training_settings_are_checked(data: Path) -> None:

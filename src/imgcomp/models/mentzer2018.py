@@ -117,11 +117,15 @@ class ConditionalProbabilityCodec(nn.Module):
         """Size of the alphabet P codes: the ``L`` centers, plus the masked-out symbol if any."""
         return self.config.num_centers + (1 if self.config.mask_symbol else 0)
 
+    def _zero_symbol(self) -> torch.Tensor:
+        """Q(0), shape (1,): what a masked-out latent ``z * m = 0`` quantizes to."""
+        return self.quantizer.symbols(torch.zeros(1))
+
     def masked_out_symbol(self) -> int:
         """The symbol of a position the importance mask switched off."""
         if self.config.mask_symbol:
             return self.config.num_centers
-        return int(self.quantizer.symbols(torch.zeros(1))[0])  # Q(0): what z * m = 0 quantizes to
+        return int(self._zero_symbol()[0])
 
     def context_symbols(self, symbols: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The symbols P codes: the quantizer's, with masked-out positions as :meth:`masked_out_symbol`.
@@ -137,7 +141,7 @@ class ConditionalProbabilityCodec(nn.Module):
     def symbol_values(self, symbols: torch.Tensor) -> torch.Tensor:
         """Latent values the decoder D gets for coded symbols (the masked-out symbol is Q(0))."""
         if self.config.mask_symbol:
-            symbols = torch.where(symbols == self.config.num_centers, self.quantizer.symbols(torch.zeros(1)), symbols)
+            symbols = torch.where(symbols == self.config.num_centers, self._zero_symbol(), symbols)
         return self.quantizer.values(symbols)
 
     def symbol_inputs(self) -> torch.Tensor:
@@ -146,7 +150,7 @@ class ConditionalProbabilityCodec(nn.Module):
         centers = self.quantizer.centers.detach()
         if not self.config.mask_symbol:
             return centers[:, None]
-        values = torch.cat([centers, centers[self.quantizer.symbols(torch.zeros(1))]])
+        values = torch.cat([centers, centers[self._zero_symbol()]])
         kept = torch.cat([torch.ones_like(centers), torch.zeros(1, dtype=centers.dtype)])
         return torch.stack([values, kept], dim=1)
 
@@ -202,19 +206,21 @@ class ConditionalProbabilityCodec(nn.Module):
         """Step 6: reconstruction on the 0-255 scale (not clamped)."""
         return self.decoder(z_hat) * self.input_std + self.input_mean
 
-    def forward(self, x: torch.Tensor, head: int = 0) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, head: int = 0, rate_through_context: bool = True) -> dict[str, torch.Tensor]:
         """Steps 1-6 of sec. 3.5. ``bits`` (``-log2 P`` per symbol) trains P (eq. 21); while E, D,
-        Q are trained, ``encoder_bits`` (same values) carries the rate's gradient into them."""
+        Q are trained, ``encoder_bits`` (same values) carries the rate's gradient into them, also
+        through P's input unless ``rate_through_context`` is False (then only through the mask,
+        as models before imgcomp 0.2 were trained)."""
         z, mask = self.encode_latent(x, head)
         z_hat, symbols = self.quantize(z)
         symbols = self.context_symbols(symbols, mask)
         logits = self.context_model(self.context_inputs(symbols))  # P's own objective: no gradient to E
         bits = symbol_bits(logits, symbols)
-        encoder_logits = logits.detach()
-        if torch.is_grad_enabled() and z_hat.requires_grad:
-            encoder_logits = self._encoder_logits(symbols, z_hat)
+        encoder_bits = bits.detach()
+        if rate_through_context and torch.is_grad_enabled() and z_hat.requires_grad:
+            encoder_bits = symbol_bits(self._encoder_logits(symbols, z_hat), symbols)
         x_hat = self.decode_latent(z_hat)
         return {
             "x_hat": x_hat, "symbols": symbols, "mask": mask, "bits": bits, "logits": logits,
-            "encoder_bits": symbol_bits(encoder_logits, symbols),
+            "encoder_bits": encoder_bits,
         }

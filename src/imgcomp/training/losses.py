@@ -21,9 +21,6 @@ class LossWeights:
     # its target back up. Needed on our small CPU runs: with "clip" the importance maps of all
     # heads collapsed to ~0.04 bpp within 200 steps (nothing rewards keeping channels on).
     rate_loss: str = "two_sided"
-    # The rate's gradient reaches E, D, Q through P's input as well as through the mask (sec. 3.2);
-    # False keeps only the mask's path (how models before imgcomp 0.2 were trained).
-    rate_through_context: bool = True
 
 
 @dataclass
@@ -67,8 +64,7 @@ def rate_distortion_loss(
       ``LossWeights.rate_loss`` for the two-sided variant), with ``MC`` as in :func:`coding_costs`.
     * P: ``C = sum -log2 P`` (eq. 21; ``d`` does not depend on P).
     """
-    encoder_bits = out["encoder_bits"] if weights.rate_through_context else None
-    bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-2] * x.shape[-1], encoder_bits)
+    bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-2] * x.shape[-1], out["encoder_bits"])
     d, value = distortion(x, out["x_hat"], weights.distortion_scale)
     rate_term = weights.beta * torch.clamp(masked_bpp, min=target_bpp)
     if weights.rate_loss == "two_sided":

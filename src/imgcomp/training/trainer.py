@@ -68,7 +68,7 @@ class TrainConfig:
     beta: float = 10.0
     distortion_scale: float = 100.0
     rate_loss: str = "two_sided"  # or "clip" (the paper's max(R, t)); see LossWeights
-    rate_through_context: bool = True  # False: the rate reaches E only through the mask; see LossWeights
+    rate_through_context: bool = True  # False: the rate reaches E only through the mask (model forward)
     val_data: Optional[str] = None
     val_every: int = 500
     val_images: Optional[int] = None  # the first N validation images; None: all of them
@@ -144,10 +144,7 @@ class Trainer:
         milestones = [int(f * config.steps) for f in config.lr_decay_at]
         self.sched_ae = torch.optim.lr_scheduler.MultiStepLR(self.opt_ae, milestones, 0.1)
         self.sched_p = torch.optim.lr_scheduler.MultiStepLR(self.opt_p, milestones, 0.1)
-        self.weights = LossWeights(
-            config.beta, config.distortion_scale, rate_loss=config.rate_loss,
-            rate_through_context=config.rate_through_context,
-        )
+        self.weights = LossWeights(config.beta, config.distortion_scale, rate_loss=config.rate_loss)
         self.step = 0
         self._stop_requested = False
         self._writer = None
@@ -305,7 +302,7 @@ class Trainer:
 
     def _joint_step(self, x: torch.Tensor, head: int, target: float, step: int) -> dict[str, float]:
         """Steps 1-6 of sec. 3.5, one backward pass, then both optimisers (eqs. 20 and 21)."""
-        out = self.ddp_model(x, head)
+        out = self.ddp_model(x, head, rate_through_context=self.config.rate_through_context)
         terms = rate_distortion_loss(x, out, target, self.weights, self.model.quantizer.regularization())
         self._check_finite(terms.total, step)
         self.opt_ae.zero_grad(set_to_none=True)
