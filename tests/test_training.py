@@ -137,6 +137,43 @@ def test_the_rate_reaches_the_encoder_through_p_but_not_p() -> None:
 def test_training_settings_are_checked(data: Path) -> None:
     with pytest.raises(ImgcompError, match="rate_loss"):
         tiny_config(data, rate_loss="one_sided")
+    with pytest.raises(ImgcompError, match="colour_weight"):
+        tiny_config(data, colour_weight=-1.0)
+    with pytest.raises(ImgcompError, match="multiple of colour_pool"):
+        tiny_config(data, colour_weight=1.0, colour_pool=5)
+
+
+@pytest.mark.parametrize("pool", [1, 8])
+def test_the_colour_anchor_sees_the_colour_shift_that_ms_ssim_misses(pool: int) -> None:
+    """A constant per-channel shift barely moves MS-SSIM (means enter only at its coarsest
+    scale); the colour anchor adds exactly weight * |shift| / 255 per unit of the scale."""
+    from imgcomp.training.losses import distortion
+
+    torch.manual_seed(0)
+    x = 50 + 150 * torch.rand(2, 3, 64, 64)
+    shifted = x + torch.tensor([12.0, -12.0, 12.0]).view(1, 3, 1, 1)
+    plain, value = distortion(x, shifted, 100.0)
+    assert value > 0.99  # MS-SSIM hardly notices a colour cast
+    anchored, same_value = distortion(x, shifted, 100.0, colour_weight=0.5, colour_pool=pool)
+    assert same_value == value
+    assert (anchored - plain).item() == pytest.approx(100.0 * 0.5 * 12.0 / 255.0, rel=1e-4)
+    grad_target = shifted.clone().requires_grad_(True)
+    distortion(x, grad_target, 100.0, colour_weight=0.5, colour_pool=pool)[0].backward()
+    assert (grad_target.grad[:, 1] < 0).float().mean() > 0.9  # pushes the darkened green back up
+
+
+def test_the_colour_anchor_reaches_the_run_config(data: Path, tmp_path: Path) -> None:
+    from imgcomp.cli import _register_commands, app
+
+    _register_commands()
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "--data", str(data / "train"), "--out", str(out), "--preset", "tiny", "--steps", "2",
+        "--crop", "32", "--batch-size", "2", "--workers", "0", "--colour-weight", "0.5", "--colour-pool", "8",
+    ])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "train_config.json").read_text())
+    assert (stored["colour_weight"], stored["colour_pool"]) == (0.5, 8)
 
 
 def test_training_with_the_mask_symbol(data: Path, tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ def train_command(
     crop: Optional[int] = typer.Option(None, help="Training crop size in pixels."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate of E, D and Q."),
     beta: Optional[float] = typer.Option(None, help="Rate weight beta."),
+    colour_weight: Optional[float] = typer.Option(None, help="Weight of the colour anchor: mean |x - x_hat| / 255 (of --colour-pool block means) added to 1 - MS-SSIM. 0: MS-SSIM only, as in the paper."),
+    colour_pool: Optional[int] = typer.Option(None, help="Block size over which the colour anchor averages before comparing (1: per pixel)."),
     workers: Optional[int] = typer.Option(None, help="Data loader worker processes."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     val_every: Optional[int] = typer.Option(None, help="Validate every N steps."),
@@ -64,7 +66,7 @@ def train_command(
         "latent_channels": latent_channels, "context_channels": context_channels,
         "mask_symbol": mask_symbol, "init_from": str(init_from) if init_from else None, "context_only": context_only or None,
         "batch_size": batch_size, "crop": crop, "lr": lr,
-        "beta": beta, "workers": workers, "seed": seed, "val_every": val_every,
+        "beta": beta, "colour_weight": colour_weight, "colour_pool": colour_pool, "workers": workers, "seed": seed, "val_every": val_every,
         "checkpoint_every": checkpoint_every,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}

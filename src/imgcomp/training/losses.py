@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from imgcomp.metrics import ms_ssim_tensor
 
@@ -21,6 +22,13 @@ class LossWeights:
     # its target back up. Needed on our small CPU runs: with "clip" the importance maps of all
     # heads collapsed to ~0.04 bpp within 200 steps (nothing rewards keeping channels on).
     rate_loss: str = "two_sided"
+    # Colour anchor, off in the paper: d += scale * colour_weight * mean |pool(x) - pool(x_hat)| / 255,
+    # with pool an average over colour_pool x colour_pool blocks (1: plain L1, as in the
+    # MS-SSIM + L1 mix of Zhao et al. 2017). MS-SSIM compares each channel's local structure and
+    # contrast, and means only at its coarsest scale, so a model trained on it alone may drop the
+    # colour of whole regions to save bits (green grass decoded orange).
+    colour_weight: float = 0.0
+    colour_pool: int = 1
 
 
 @dataclass
@@ -33,10 +41,19 @@ class LossTerms:
     rate_term: torch.Tensor
 
 
-def distortion(x: torch.Tensor, x_hat: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``d = scale * (1 - MS-SSIM)`` on clamped reconstructions; small crops use fewer scales."""
-    value = ms_ssim_tensor(x, x_hat.clamp(0.0, 255.0), 255.0, allow_fewer_scales=True).mean()
-    return scale * (1.0 - value), value
+def distortion(
+    x: torch.Tensor, x_hat: torch.Tensor, scale: float, colour_weight: float = 0.0, colour_pool: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``d = scale * (1 - MS-SSIM)`` on clamped reconstructions (sec. 4; small crops use fewer
+    scales), plus the colour anchor of :class:`LossWeights` when ``colour_weight`` is set."""
+    x_hat = x_hat.clamp(0.0, 255.0)
+    value = ms_ssim_tensor(x, x_hat, 255.0, allow_fewer_scales=True).mean()
+    d = scale * (1.0 - value)
+    if colour_weight > 0.0:
+        if colour_pool > 1:
+            x, x_hat = F.avg_pool2d(x, colour_pool), F.avg_pool2d(x_hat, colour_pool)
+        d = d + scale * colour_weight * (x - x_hat).abs().mean() / 255.0
+    return d, value
 
 
 def coding_costs(
@@ -65,7 +82,7 @@ def rate_distortion_loss(
     * P: ``C = sum -log2 P`` (eq. 21; ``d`` does not depend on P).
     """
     bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-2] * x.shape[-1], out["encoder_bits"])
-    d, value = distortion(x, out["x_hat"], weights.distortion_scale)
+    d, value = distortion(x, out["x_hat"], weights.distortion_scale, weights.colour_weight, weights.colour_pool)
     rate_term = weights.beta * torch.clamp(masked_bpp, min=target_bpp)
     if weights.rate_loss == "two_sided":
         rate_term = rate_term + weights.beta * torch.clamp(target_bpp - masked_bpp, min=0.0)

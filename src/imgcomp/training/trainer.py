@@ -68,6 +68,8 @@ class TrainConfig:
     beta: float = 10.0
     distortion_scale: float = 100.0
     rate_loss: str = "two_sided"  # or "clip" (the paper's max(R, t)); see LossWeights
+    colour_weight: float = 0.0  # colour anchor in the distortion (not in the paper); see LossWeights
+    colour_pool: int = 1
     rate_through_context: bool = True  # False: the rate reaches E only through the mask (model forward)
     val_data: Optional[str] = None
     val_every: int = 500
@@ -80,6 +82,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.rate_loss not in ("two_sided", "clip"):
             raise ImgcompError(f"rate_loss must be two_sided or clip, got {self.rate_loss!r}")
+        if self.colour_weight < 0.0 or self.colour_pool < 1:
+            raise ImgcompError("colour_weight must be >= 0 and colour_pool >= 1")
+        if self.colour_pool > 1 and self.crop % self.colour_pool:
+            raise ImgcompError(f"crop {self.crop} is not a multiple of colour_pool {self.colour_pool}")
 
     def model_config(self, start: CodecConfig | None = None) -> CodecConfig:
         """The architecture to train; ``start`` is init_from's config if the caller has loaded it."""
@@ -144,7 +150,10 @@ class Trainer:
         milestones = [int(f * config.steps) for f in config.lr_decay_at]
         self.sched_ae = torch.optim.lr_scheduler.MultiStepLR(self.opt_ae, milestones, 0.1)
         self.sched_p = torch.optim.lr_scheduler.MultiStepLR(self.opt_p, milestones, 0.1)
-        self.weights = LossWeights(config.beta, config.distortion_scale, rate_loss=config.rate_loss)
+        self.weights = LossWeights(
+            config.beta, config.distortion_scale, rate_loss=config.rate_loss,
+            colour_weight=config.colour_weight, colour_pool=config.colour_pool,
+        )
         self.step = 0
         self._stop_requested = False
         self._writer = None
