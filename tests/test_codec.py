@@ -127,6 +127,52 @@ def test_round_trip_is_exact(model_dir: Path, size) -> None:
     assert 8 * result.payload_bytes <= result.estimated_bits * 1.01 + 64
 
 
+def test_low_pass_layer_corrects_the_reconstruction_and_can_be_left_out(model_dir: Path, monkeypatch) -> None:
+    """The default file carries the low-pass layer (smaller block-mean error than the bare
+    auto-encoder); ``lowpass=None`` writes only the latent; a version-2 file (no layer) still decodes."""
+    from dataclasses import replace
+
+    import imgcomp.codec as codec_module
+    from imgcomp.lowpass import LowpassSettings
+
+    image = photo(48, 80, seed=2)
+    bare = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True, lowpass=None)
+    corrected = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True)
+    fine = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True, lowpass=LowpassSettings(16, 1))
+    for result in (bare, corrected, fine):
+        assert np.array_equal(decode_image(result.data, model=model_dir), result.reconstruction)
+
+    def block_error(pixels: np.ndarray) -> float:
+        blocks = lambda a: a.astype(float).reshape(3, 16, 5, 16, 3).mean(axis=(1, 3))
+        return float(np.abs(blocks(pixels) - blocks(image)).mean())
+
+    assert block_error(fine.reconstruction) < block_error(corrected.reconstruction) < 0.5 * block_error(bare.reconstruction)
+    assert len(bare.data) < len(corrected.data) < len(fine.data)
+
+    monkeypatch.setattr(codec_module, "encode_offsets", lambda *args: 0.0)  # what imgcomp 0.2 wrote
+    header, payload = bitstream.unpack(encode_image(image, quality=2, model=model_dir, lowpass=None).data)
+    version_2 = bitstream.pack(replace(header, version=2), payload)
+    assert np.array_equal(decode_image(version_2, model=model_dir), bare.reconstruction)
+
+
+def test_encode_command_low_pass_options(model_dir: Path, tmp_path: Path) -> None:
+    Image.fromarray(photo(24, 32)).save(tmp_path / "in.png")
+
+    def encode(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "imgcomp", "encode", str(tmp_path / "in.png"), "-m", str(model_dir), *options],
+            capture_output=True, text=True,
+        )
+
+    refused = encode("--lowpass-block", "24")
+    assert refused.returncode != 0 and "block size must be one of" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "in.icz").exists()
+    assert encode("--lowpass-block", "0").returncode == 0
+    bare = (tmp_path / "in.icz").read_bytes()
+    assert encode("--lowpass-step", "2", "--force").returncode == 0
+    assert len((tmp_path / "in.icz").read_bytes()) > len(bare)
+
+
 def test_thread_counts_and_another_process_decode_the_same_symbols(model_dir: Path, tmp_path: Path) -> None:
     image = photo(37, 51, seed=3)
     torch.set_num_threads(1)

@@ -28,7 +28,10 @@ MAGIC = b"\xe9Z"
 # The version also names the exact arithmetic that turns the context model into probabilities:
 # version 1 ran it through torch, version 2 through numpy in schedule order (see
 # imgcomp.entropy.wavefront). A file only decodes with the arithmetic it was encoded with.
-FORMAT_VERSION = 2
+# Version 3 appends the low-pass correction layer (imgcomp.lowpass) to the payload; version 2
+# files, which lack it, still decode.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 MODEL_TAG_BYTES = 2
 MAX_SIDE = 65536
 MAX_PIXELS = 1 << 28  # 268 megapixels: larger claims are rejected before any work is done
@@ -103,10 +106,11 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
         raise ImgcompError("truncated file (header incomplete)")
     offset = len(MAGIC)
     version, quality = data[offset] >> 4, (data[offset] & 0x0F) + 1
-    if version != FORMAT_VERSION:
-        older = " (written by an older imgcomp: decode it with that version)" if version < FORMAT_VERSION else ""
+    if version not in READABLE_VERSIONS:
+        older = " (written by an older imgcomp: decode it with that version)" if version < min(READABLE_VERSIONS) else ""
         raise ImgcompError(
-            f"unsupported format version {version}{older}; this imgcomp reads version {FORMAT_VERSION}"
+            f"unsupported format version {version}{older}; this imgcomp reads versions "
+            + " and ".join(map(str, READABLE_VERSIONS))
         )
     offset += 1
     tag = data[offset : offset + MODEL_TAG_BYTES]

@@ -9,7 +9,9 @@ channels after it, which the importance map masked out everywhere, are not coded
 causal along the channel axis, so this changes no probability of a coded symbol; it makes low
 qualities much faster to code. The latent is split into tiles of at most
 ``TILE_LATENT`` x ``TILE_LATENT`` (1024 x 1024 pixels) coded one after another, each with its own
-context, which bounds memory for large images. Decoding mirrors it and crops the padding off.
+context, which bounds memory for large images. Format version 3 ends the payload with the
+low-pass correction layer of :mod:`imgcomp.lowpass` (or a symbol saying there is none): the
+encoder decodes its own latent to fit it. Decoding mirrors all of it and crops the padding off.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from imgcomp import bitstream
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder, WavefrontContextModel
 from imgcomp.errors import ImgcompError
 from imgcomp.io import ImageSource, load_image
+from imgcomp.lowpass import DEFAULT_LOWPASS, LowpassSettings, apply_offsets, decode_offsets, encode_offsets, fit_offsets
 from imgcomp.models.export import LoadedModel
 from imgcomp.models.mentzer2018 import DOWNSAMPLING
 from imgcomp.tensors import image_to_tensor, pad_to_multiple, tensor_to_image
@@ -42,7 +45,7 @@ class EncodeResult:
     width: int
     height: int
     quality: int
-    estimated_bits: float  # the model's ideal coding cost, sum -log2 P (eq. 13)
+    estimated_bits: float  # ideal coding cost: sum -log2 P (eq. 13) plus the low-pass layer's
     payload_bytes: int
     seconds: float
     reconstruction: np.ndarray | None = field(default=None, repr=False)
@@ -92,8 +95,12 @@ def _check_quality(model: LoadedModel, quality: int | None) -> int:
 def encode_image(
     image: ImageSource, quality: int | None = None,
     model: str | os.PathLike | LoadedModel | None = None, keep_reconstruction: bool = False,
+    lowpass: LowpassSettings | None = DEFAULT_LOWPASS,
 ) -> EncodeResult:
-    """Compress an image; the full-detail API behind :func:`compress`."""
+    """Compress an image; the full-detail API behind :func:`compress`.
+
+    ``lowpass`` sets the low-pass correction layer (:mod:`imgcomp.lowpass`); ``None`` leaves it
+    out (the file then holds only what Mentzer et al. code)."""
     started = time.perf_counter()
     loaded = get_model(model)
     quality = _check_quality(loaded, quality)
@@ -113,10 +120,17 @@ def encode_image(
             tile = symbols[:active, top : top + th, left : left + tw].contiguous()
             wavefront = _wavefront(loaded, tuple(tile.shape))
             bits += wavefront.encode(tile, encoder)
-        payload = encoder.finish()
-        reconstruction = None
-        if keep_reconstruction:
+        reconstruction = offsets = None
+        if keep_reconstruction or lowpass is not None:
             reconstruction = _reconstruct(codec, symbols, height, width)
+        if lowpass is not None:
+            offsets = fit_offsets(pixels, reconstruction, lowpass)
+        bits += encode_offsets(encoder, offsets, lowpass)
+        payload = encoder.finish()
+        if offsets is not None and keep_reconstruction:
+            reconstruction = apply_offsets(reconstruction, offsets, lowpass)
+        if not keep_reconstruction:
+            reconstruction = None
     header = bitstream.Header(width, height, quality, bitstream.model_tag(loaded.weights_sha256))
     data = bitstream.pack(header, payload)
     return EncodeResult(
@@ -149,6 +163,14 @@ def decode_symbols(
     data: bytes, model: str | os.PathLike | LoadedModel | None = None
 ) -> tuple[bitstream.Header, LoadedModel, torch.Tensor]:
     """Parse a file and decode its symbol volume (K, h, w)."""
+    header, loaded, symbols, _ = _decode(data, model)
+    return header, loaded, symbols
+
+
+def _decode(
+    data: bytes, model: str | os.PathLike | LoadedModel | None
+) -> tuple[bitstream.Header, LoadedModel, torch.Tensor, tuple[np.ndarray, LowpassSettings] | None]:
+    """Header, model, symbol volume and the low-pass layer (None if the file has none)."""
     header, payload = bitstream.unpack(data)
     if model is None:
         loaded = find_model_by_tag(header.model_tag)
@@ -170,14 +192,19 @@ def decode_symbols(
         for top, left, th, tw in latent_tiles(h, w) if active else []:
             wavefront = _wavefront(loaded, (active, th, tw))
             symbols[:active, top : top + th, left : left + tw] = wavefront.decode(decoder)
-    return header, loaded, symbols
+    lowpass = None
+    if header.version >= 3:
+        offsets, settings = decode_offsets(decoder, header.height, header.width)
+        lowpass = None if settings is None else (offsets, settings)
+    return header, loaded, symbols, lowpass
 
 
 def decode_image(data: bytes, model: str | os.PathLike | LoadedModel | None = None) -> np.ndarray:
     """Decompress to an (H, W, 3) uint8 array."""
-    header, loaded, symbols = decode_symbols(data, model)
+    header, loaded, symbols, lowpass = _decode(data, model)
     with torch.no_grad():
-        return _reconstruct(loaded.model, symbols, header.height, header.width)
+        pixels = _reconstruct(loaded.model, symbols, header.height, header.width)
+    return pixels if lowpass is None else apply_offsets(pixels, *lowpass)
 
 
 def compress(

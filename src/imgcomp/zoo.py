@@ -11,7 +11,7 @@ from imgcomp.io import file_sha256
 from imgcomp.models.export import CONFIG_FILE, WEIGHTS_FILE, LoadedModel, load_model
 
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "mentzer2018-cpu"
+DEFAULT_MODEL = "mentzer2018-cpu-colour"
 MODEL_ENV = "IMGCOMP_MODEL"  # overrides the default model: a shipped name or a folder
 
 

@@ -59,20 +59,24 @@ def encode_command(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input) or folder; default: beside each input, .icz."),
     quality: Optional[int] = typer.Option(None, "-q", "--quality", help="Quality level, 1 = smallest file; default: the model's highest."),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Shipped model name or exported model folder."),
+    lowpass_block: int = typer.Option(32, "--lowpass-block", help="Block size (16, 32 or 64 pixels) of the low-pass correction layer; 0 leaves it out (only what Mentzer et al. code)."),
+    lowpass_step: int = typer.Option(4, "--lowpass-step", help="Quantization step (1-16 levels) of the low-pass correction layer."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Compress images to .icz files."""
     from imgcomp.codec import encode_image
     from imgcomp.io import write_atomic
+    from imgcomp.lowpass import LowpassSettings
     from imgcomp.zoo import get_model
 
+    lowpass = None if lowpass_block == 0 else LowpassSettings(lowpass_block, lowpass_step)
     outputs = _outputs(inputs, output, ".icz")
     _check_writable(outputs, force)
     loaded = get_model(model)
 
     def work(source: Path, target: Path) -> dict:
-        result = encode_image(source, quality, loaded)
+        result = encode_image(source, quality, loaded, lowpass=lowpass)
         write_atomic(target, lambda handle: handle.write(result.data))
         pixels = result.width * result.height
         return {

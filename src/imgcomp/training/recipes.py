@@ -13,11 +13,19 @@ RECIPES: dict[str, dict[str, Any]] = {
         "settings": {"preset": "cpu", "steps": 1500, "target_bpp": 0.2, "heads": 1},
     },
     "cpu-multirate": {
-        "description": "cpu preset, 5 importance heads (0.12..0.8 bpp), 4000 steps; the shipped model continues it with --resume --steps 7000",
+        "description": "cpu preset, 5 importance heads (0.12..0.8 bpp), 4000 steps; mentzer2018-cpu (the first shipped model) continues it with --resume --steps 7000",
         "settings": {
             "preset": "cpu", "steps": 4000, "heads": 5, "target_bpp": 0.8,
             "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
             "rate_through_context": False,  # as the shipped model's first 7000 steps were trained
+        },
+    },
+    "cpu-multirate-colour": {
+        "description": "cpu preset, 5 heads, 7000 steps, MS-SSIM + 0.5 x L1 colour anchor: the shipped default model (mentzer2018-cpu-colour)",
+        "settings": {
+            "preset": "cpu", "steps": 7000, "heads": 5, "target_bpp": 0.8,
+            "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
+            "rate_through_context": False, "colour_weight": 0.5,
         },
     },
     "paper-multirate": {

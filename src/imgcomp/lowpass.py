@@ -1,0 +1,150 @@
+"""Low-pass correction layer: coded block means of what the auto-encoder got wrong.
+
+Not part of Mentzer et al. (2018). An auto-encoder trained on MS-SSIM alone, on crops too small
+for MS-SSIM's coarsest scale, reconstructs texture but lets local brightness and colour drift by
+tens of levels (MS-SSIM compares means only at its coarsest scale, weakly). The encoder decodes
+its own latent, measures the mean residual ``x - x_hat`` over ``B x B`` pixel blocks, quantizes
+it with step ``s`` and range-codes it after the latent; the decoder adds the bicubically
+upsampled block offsets to its reconstruction. For the shipped model on the validation photos
+(``B = 32``, ``s = 4``) this costs about 0.006-0.007 bpp and raises MS-SSIM by 0.02-0.04 and PSNR
+by 7-9 dB at every quality.
+
+Coding: each channel's offsets are predicted from the left neighbour (the first column from the
+one above), and the residuals are coded with a discretised Laplace distribution whose scale is
+sent per channel (one byte each).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from imgcomp.entropy import SymbolDecoder, SymbolEncoder
+from imgcomp.entropy.range_coder import ideal_bits
+from imgcomp.errors import ImgcompError
+
+BLOCK_SIZES = (16, 32, 64)  # coded as 1, 2, 3; 0 means no correction
+MAX_STEP = 16
+SCALE_UNIT = 4  # Laplace scale is sent in quarters: 1..255 -> 0.25..63.75
+
+
+@dataclass(frozen=True)
+class LowpassSettings:
+    """Block size ``B`` in pixels and quantization step ``s`` in 0-255 levels."""
+
+    block: int = 32
+    step: int = 4
+
+    def __post_init__(self) -> None:
+        if self.block not in BLOCK_SIZES:
+            raise ImgcompError(f"low-pass block size must be one of {BLOCK_SIZES}, got {self.block}")
+        if not 1 <= self.step <= MAX_STEP:
+            raise ImgcompError(f"low-pass step must be between 1 and {MAX_STEP}, got {self.step}")
+
+    @property
+    def limit(self) -> int:
+        """Largest offset magnitude in steps: a block mean residual lies in [-255, 255]."""
+        return math.ceil(255 / self.step)
+
+
+DEFAULT_LOWPASS = LowpassSettings()
+
+
+def _block_grid(height: int, width: int, block: int) -> tuple[int, int]:
+    return -(-height // block), -(-width // block)
+
+
+def fit_offsets(original: np.ndarray, decoded: np.ndarray, settings: LowpassSettings) -> np.ndarray:
+    """Quantized block means of ``original - decoded`` (both (H, W, 3) uint8): int array (3, bh, bw).
+
+    Blocks at the right and bottom edges average only the pixels they cover."""
+    height, width = original.shape[:2]
+    B = settings.block
+    bh, bw = _block_grid(height, width, B)
+    residual = np.zeros((bh * B, bw * B, 3))
+    count = np.zeros((bh * B, bw * B, 1))
+    residual[:height, :width] = original.astype(np.float64) - decoded
+    count[:height, :width] = 1.0
+    sums = residual.reshape(bh, B, bw, B, 3).sum(axis=(1, 3))
+    counts = count.reshape(bh, B, bw, B, 1).sum(axis=(1, 3))
+    offsets = np.rint(sums / counts / settings.step).astype(np.int64)
+    return np.clip(offsets, -settings.limit, settings.limit).transpose(2, 0, 1)
+
+
+def apply_offsets(decoded: np.ndarray, offsets: np.ndarray, settings: LowpassSettings) -> np.ndarray:
+    """``decoded`` (H, W, 3) uint8 plus the bicubically upsampled offsets, rounded and clipped."""
+    height, width = decoded.shape[:2]
+    B = settings.block
+    grid = torch.from_numpy(offsets.astype(np.float32) * settings.step)[None]
+    up = F.interpolate(grid, size=(grid.shape[-2] * B, grid.shape[-1] * B), mode="bicubic", align_corners=False)
+    up = up[0, :, :height, :width].permute(1, 2, 0).numpy()
+    return np.clip(np.rint(decoded.astype(np.float32) + up), 0, 255).astype(np.uint8)
+
+
+def _residuals(offsets: np.ndarray) -> np.ndarray:
+    """Left-neighbour prediction residuals (the first column predicted from above)."""
+    residuals = offsets.copy()
+    residuals[:, :, 1:] = offsets[:, :, 1:] - offsets[:, :, :-1]
+    residuals[:, 1:, 0] = offsets[:, 1:, 0] - offsets[:, :-1, 0]
+    return residuals
+
+
+def _from_residuals(residuals: np.ndarray) -> np.ndarray:
+    offsets = residuals.copy()
+    offsets[:, :, 0] = np.cumsum(residuals[:, :, 0], axis=1)
+    return np.cumsum(offsets, axis=2)
+
+
+def _laplace_rows(scale_code: int, radius: int, count: int) -> np.ndarray:
+    """``count`` identical rows of a discretised Laplace(0, scale_code / SCALE_UNIT) on [-radius, radius]."""
+    k = np.abs(np.arange(-radius, radius + 1, dtype=np.float64))
+    row = np.exp(-k * (SCALE_UNIT / scale_code))
+    row /= row.sum()
+    return np.tile(row, (count, 1))
+
+
+def _uniform(size: int) -> np.ndarray:
+    return np.full((1, size), 1.0 / size)
+
+
+def encode_offsets(encoder: SymbolEncoder, offsets: np.ndarray | None, settings: LowpassSettings | None) -> float:
+    """Push the correction section (or its absence) and return its ideal cost in bits."""
+    if offsets is None or settings is None:
+        encoder.push(np.array([0]), _uniform(len(BLOCK_SIZES) + 1))
+        return float(np.log2(len(BLOCK_SIZES) + 1))
+    encoder.push(np.array([BLOCK_SIZES.index(settings.block) + 1]), _uniform(len(BLOCK_SIZES) + 1))
+    encoder.push(np.array([settings.step - 1]), _uniform(MAX_STEP))
+    bits = float(np.log2(len(BLOCK_SIZES) + 1) + np.log2(MAX_STEP))
+    residuals = _residuals(offsets)
+    radius = 2 * settings.limit
+    for channel in residuals:
+        values = channel.flatten()
+        scale_code = int(np.clip(np.rint(np.abs(values).mean() * SCALE_UNIT), 1, 255))
+        encoder.push(np.array([scale_code - 1]), _uniform(255))
+        rows = _laplace_rows(scale_code, radius, len(values))
+        encoder.push(values + radius, rows)
+        bits += float(np.log2(255)) + ideal_bits(rows, values + radius)
+    return bits
+
+
+def decode_offsets(decoder: SymbolDecoder, height: int, width: int) -> tuple[np.ndarray | None, LowpassSettings | None]:
+    """Pull the correction section for an image of ``height`` x ``width`` pixels."""
+    code = int(decoder.pull(_uniform(len(BLOCK_SIZES) + 1))[0])
+    if code == 0:
+        return None, None
+    settings = LowpassSettings(BLOCK_SIZES[code - 1], int(decoder.pull(_uniform(MAX_STEP))[0]) + 1)
+    bh, bw = _block_grid(height, width, settings.block)
+    radius = 2 * settings.limit
+    channels = []
+    for _ in range(3):
+        scale_code = int(decoder.pull(_uniform(255))[0]) + 1
+        values = decoder.pull(_laplace_rows(scale_code, radius, bh * bw)) - radius
+        channels.append(values.reshape(bh, bw))
+    offsets = _from_residuals(np.stack(channels))
+    if np.abs(offsets).max() > settings.limit:
+        raise ImgcompError("corrupt payload: low-pass offsets out of range")
+    return offsets, settings

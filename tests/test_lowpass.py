@@ -1,0 +1,84 @@
+"""The low-pass correction layer: fitting, applying and range-coding block offsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgcomp.entropy import SymbolDecoder, SymbolEncoder
+from imgcomp.errors import ImgcompError
+from imgcomp.lowpass import (
+    LowpassSettings,
+    apply_offsets,
+    decode_offsets,
+    encode_offsets,
+    fit_offsets,
+)
+
+
+def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(60, 190, (height, width, 3)).astype(np.uint8)
+
+
+def test_a_constant_colour_cast_is_removed_exactly() -> None:
+    original = textured(70, 100)
+    cast = np.array([12, -20, 32])
+    decoded = (original.astype(int) - cast).astype(np.uint8)
+    settings = LowpassSettings(32, 4)
+    offsets = fit_offsets(original, decoded, settings)
+    assert offsets.shape == (3, 3, 4)  # ceil(70 / 32) x ceil(100 / 32) blocks per channel
+    assert np.array_equal(offsets * settings.step, np.broadcast_to(cast[:, None, None], offsets.shape))
+    assert np.array_equal(apply_offsets(decoded, offsets, settings), original)
+
+
+def test_edge_blocks_average_only_the_pixels_they_cover() -> None:
+    original = np.full((40, 70, 3), 100, np.uint8)
+    decoded = original.copy()
+    decoded[:, 64:] = 60  # the last 6 columns: a partial block of 32 x 6 (and 8 x 6) pixels
+    offsets = fit_offsets(original, decoded, LowpassSettings(32, 1))
+    assert offsets[:, :, 2].tolist() == [[40, 40]] * 3
+    assert not offsets[:, :, :2].any()
+
+
+def test_offsets_reduce_a_smooth_colour_drift() -> None:
+    original = textured(96, 128, seed=1)
+    yy, xx = np.mgrid[0:96, 0:128]
+    drift = np.stack([xx / 4.0, -yy / 3.0, np.zeros_like(xx, dtype=float)], -1)
+    decoded = np.clip(original + drift, 0, 255).astype(np.uint8)
+    settings = LowpassSettings(16, 2)
+    corrected = apply_offsets(decoded, fit_offsets(original, decoded, settings), settings)
+    before = np.abs(decoded.astype(int) - original).mean()
+    after = np.abs(corrected.astype(int) - original).mean()
+    assert after < 0.2 * before
+
+
+@pytest.mark.parametrize("settings", [LowpassSettings(16, 1), LowpassSettings(32, 4), LowpassSettings(64, 16)])
+def test_offsets_round_trip_through_the_range_coder(settings: LowpassSettings) -> None:
+    rng = np.random.default_rng(3)
+    height, width = 100, 150
+    bh, bw = -(-height // settings.block), -(-width // settings.block)
+    offsets = rng.integers(-3, 4, (3, bh, bw))
+    offsets[0, 0, 0], offsets[2, -1, -1] = settings.limit, -settings.limit  # the extremes
+    encoder = SymbolEncoder()
+    encoder.push(np.array([1]), np.full((1, 2), 0.5))  # something before, as the latent is
+    bits = encode_offsets(encoder, offsets, settings)
+    payload = encoder.finish()
+    assert 8 * len(payload) <= bits + 64
+    decoder = SymbolDecoder(payload)
+    decoder.pull(np.full((1, 2), 0.5))
+    decoded, decoded_settings = decode_offsets(decoder, height, width)
+    assert decoded_settings == settings
+    assert np.array_equal(decoded, offsets)
+
+
+def test_no_correction_is_one_symbol() -> None:
+    encoder = SymbolEncoder()
+    assert encode_offsets(encoder, None, None) == 2.0
+    assert decode_offsets(SymbolDecoder(encoder.finish()), 8, 8) == (None, None)
+
+
+@pytest.mark.parametrize("block, step", [(24, 4), (32, 0), (32, 17)])
+def test_bad_settings_are_refused(block: int, step: int) -> None:
+    with pytest.raises(ImgcompError, match="low-pass"):
+        LowpassSettings(block, step)
