@@ -82,3 +82,38 @@ def test_no_correction_is_one_symbol() -> None:
 def test_bad_settings_are_refused(block: int, step: int) -> None:
     with pytest.raises(ImgcompError, match="low-pass"):
         LowpassSettings(block, step)
+
+
+def test_training_correction_matches_the_codec_and_ignores_block_means() -> None:
+    """``correct_tensor`` gives what the codec's fit + apply give on whole blocks (up to rounding
+    of pixel values), and the distortion has no gradient along a brightness shift of ``x_hat``
+    (the layer sends block means, so E and D are not trained for them)."""
+    import torch
+
+    from imgcomp.lowpass import correct_tensor
+    from imgcomp.training.losses import distortion
+
+    settings = LowpassSettings(32, 4)
+    original = textured(64, 96, seed=4)
+    decoded = np.clip(original.astype(int) + np.random.default_rng(5).integers(-40, 40, (2, 3, 1, 1, 3)).repeat(32, 0).repeat(32, 2).reshape(64, 96, 3), 0, 255).astype(np.uint8)
+    as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()
+    codec_output = apply_offsets(decoded, fit_offsets(original, decoded, settings), settings)
+    trained = correct_tensor(as_tensor(original), as_tensor(decoded), settings)
+    assert np.abs(trained.clamp(0, 255).round()[0].permute(1, 2, 0).numpy() - codec_output).max() <= 1
+
+    x_hat = as_tensor(decoded).requires_grad_(True)
+    d, _ = distortion(as_tensor(original), x_hat, 100.0, colour_weight=0.5, lowpass=settings)
+    d.backward()
+    assert x_hat.grad.abs().sum() > 0
+    assert abs(float(x_hat.grad.sum())) < 1e-4 * float(x_hat.grad.abs().sum())
+
+
+def test_training_settings_are_checked() -> None:
+    from imgcomp.training.trainer import TrainConfig
+
+    assert TrainConfig(data="d", crop=128, lowpass_block=32).lowpass == LowpassSettings(32, 4)
+    assert TrainConfig(data="d").lowpass is None
+    with pytest.raises(ImgcompError, match="multiple of lowpass_block"):
+        TrainConfig(data="d", crop=144, lowpass_block=32)
+    with pytest.raises(ImgcompError, match="low-pass"):
+        TrainConfig(data="d", lowpass_block=24)

@@ -41,6 +41,8 @@ def train_command(
     beta: Optional[float] = typer.Option(None, help="Rate weight beta."),
     colour_weight: Optional[float] = typer.Option(None, help="Weight of the colour anchor: mean |x - x_hat| / 255 (of --colour-pool block means) added to 1 - MS-SSIM. 0: MS-SSIM only, as in the paper."),
     colour_pool: Optional[int] = typer.Option(None, help="Block size over which the colour anchor averages before comparing (1: per pixel)."),
+    lowpass_block: Optional[int] = typer.Option(None, help="Train for the decoder output with the low-pass correction layer of this block size added (16, 32, 64; 0: off, the paper)."),
+    lowpass_step: Optional[int] = typer.Option(None, help="Quantization step of that layer (1-16 levels)."),
     workers: Optional[int] = typer.Option(None, help="Data loader worker processes."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     val_every: Optional[int] = typer.Option(None, help="Validate every N steps."),
@@ -66,7 +68,8 @@ def train_command(
         "latent_channels": latent_channels, "context_channels": context_channels,
         "mask_symbol": mask_symbol, "init_from": str(init_from) if init_from else None, "context_only": context_only or None,
         "batch_size": batch_size, "crop": crop, "lr": lr,
-        "beta": beta, "colour_weight": colour_weight, "colour_pool": colour_pool, "workers": workers, "seed": seed, "val_every": val_every,
+        "beta": beta, "colour_weight": colour_weight, "colour_pool": colour_pool,
+        "lowpass_block": lowpass_block, "lowpass_step": lowpass_step, "workers": workers, "seed": seed, "val_every": val_every,
         "checkpoint_every": checkpoint_every,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}

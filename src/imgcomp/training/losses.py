@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from imgcomp.lowpass import LowpassSettings, correct_tensor
 from imgcomp.metrics import ms_ssim_tensor
 
 
@@ -29,6 +30,9 @@ class LossWeights:
     # colour of whole regions to save bits (green grass decoded orange).
     colour_weight: float = 0.0
     colour_pool: int = 1
+    # Train for the decoder output with the low-pass correction layer added (imgcomp.lowpass), so
+    # E and D need not spend bits on the block means the layer sends. None: the bare decoder output.
+    lowpass: LowpassSettings | None = None
 
 
 @dataclass
@@ -42,11 +46,15 @@ class LossTerms:
 
 
 def distortion(
-    x: torch.Tensor, x_hat: torch.Tensor, scale: float, colour_weight: float = 0.0, colour_pool: int = 1
+    x: torch.Tensor, x_hat: torch.Tensor, scale: float, colour_weight: float = 0.0, colour_pool: int = 1,
+    lowpass: LowpassSettings | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``d = scale * (1 - MS-SSIM)`` on clamped reconstructions (sec. 4; small crops use fewer
-    scales), plus the colour anchor of :class:`LossWeights` when ``colour_weight`` is set."""
+    scales), plus the colour anchor of :class:`LossWeights` when ``colour_weight`` is set; with
+    ``lowpass``, of the reconstruction corrected by the low-pass layer."""
     x_hat = x_hat.clamp(0.0, 255.0)
+    if lowpass is not None:
+        x_hat = correct_tensor(x, x_hat, lowpass).clamp(0.0, 255.0)
     value = ms_ssim_tensor(x, x_hat, 255.0, allow_fewer_scales=True).mean()
     d = scale * (1.0 - value)
     if colour_weight > 0.0:
@@ -82,7 +90,9 @@ def rate_distortion_loss(
     * P: ``C = sum -log2 P`` (eq. 21; ``d`` does not depend on P).
     """
     bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-2] * x.shape[-1], out["encoder_bits"])
-    d, value = distortion(x, out["x_hat"], weights.distortion_scale, weights.colour_weight, weights.colour_pool)
+    d, value = distortion(
+        x, out["x_hat"], weights.distortion_scale, weights.colour_weight, weights.colour_pool, weights.lowpass
+    )
     rate_term = weights.beta * torch.clamp(masked_bpp, min=target_bpp)
     if weights.rate_loss == "two_sided":
         rate_term = rate_term + weights.beta * torch.clamp(target_bpp - masked_bpp, min=0.0)

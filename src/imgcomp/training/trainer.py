@@ -37,6 +37,7 @@ from imgcomp.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from imgcomp.lowpass import LowpassSettings, apply_offsets, fit_offsets
 from imgcomp.training.losses import LossWeights, coding_costs, rate_distortion_loss
 
 CONFIG_FILE = "train_config.json"
@@ -70,6 +71,8 @@ class TrainConfig:
     rate_loss: str = "two_sided"  # or "clip" (the paper's max(R, t)); see LossWeights
     colour_weight: float = 0.0  # colour anchor in the distortion (not in the paper); see LossWeights
     colour_pool: int = 1
+    lowpass_block: int = 0  # train for the output with the low-pass layer of this block size (0: off)
+    lowpass_step: int = 4
     rate_through_context: bool = True  # False: the rate reaches E only through the mask (model forward)
     val_data: Optional[str] = None
     val_every: int = 500
@@ -86,6 +89,14 @@ class TrainConfig:
             raise ImgcompError("colour_weight must be >= 0 and colour_pool >= 1")
         if self.colour_pool > 1 and self.crop % self.colour_pool:
             raise ImgcompError(f"crop {self.crop} is not a multiple of colour_pool {self.colour_pool}")
+        if self.lowpass_block:
+            LowpassSettings(self.lowpass_block, self.lowpass_step)  # raises on bad values
+            if self.crop % self.lowpass_block:
+                raise ImgcompError(f"crop {self.crop} is not a multiple of lowpass_block {self.lowpass_block}")
+
+    @property
+    def lowpass(self) -> LowpassSettings | None:
+        return LowpassSettings(self.lowpass_block, self.lowpass_step) if self.lowpass_block else None
 
     def model_config(self, start: CodecConfig | None = None) -> CodecConfig:
         """The architecture to train; ``start`` is init_from's config if the caller has loaded it."""
@@ -152,7 +163,7 @@ class Trainer:
         self.sched_p = torch.optim.lr_scheduler.MultiStepLR(self.opt_p, milestones, 0.1)
         self.weights = LossWeights(
             config.beta, config.distortion_scale, rate_loss=config.rate_loss,
-            colour_weight=config.colour_weight, colour_pool=config.colour_pool,
+            colour_weight=config.colour_weight, colour_pool=config.colour_pool, lowpass=config.lowpass,
         )
         self.step = 0
         self._stop_requested = False
@@ -389,6 +400,11 @@ class Trainer:
                 x = torch.from_numpy(image).permute(2, 0, 1)[None].float().to(self.dist.device)
                 out = self.model(x, head)
                 x_hat = out["x_hat"].clamp(0, 255).round()
+                if self.config.lowpass is not None:  # as the codec does: fit on the uint8 output
+                    decoded = x_hat[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+                    offsets = fit_offsets(image, decoded, self.config.lowpass)
+                    corrected = apply_offsets(decoded, offsets, self.config.lowpass)
+                    x_hat = torch.from_numpy(corrected).permute(2, 0, 1)[None].float().to(x.device)
                 bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-1] * x.shape[-2])
                 bpps.append(float(bpp))
                 masked_bpps.append(float(masked_bpp))
