@@ -1,6 +1,7 @@
 """The learned context-model codec (Mentzer et al. 2018) behind the common codec interface.
 
-Registered as ``imgcomp``: it uses the default model (the shipped one, or the folder or name in
+Registered as ``imgcomp``: files as `compress` writes them (with the low-pass layer of
+:mod:`imgcomp.lowpass`), with the default model (the shipped one, or the folder or name in
 the ``IMGCOMP_MODEL`` environment variable, which worker processes inherit), and its settings are
 the model's quality levels.
 """
@@ -16,7 +17,7 @@ from imgcomp.zoo import default_model, get_model
 
 class ContextModelCodec(Codec):
     name = "imgcomp"
-    label = "imgcomp (Mentzer 2018)"
+    label = "imgcomp (Mentzer 2018 + low-pass layer)"
     setting_name = "quality"
 
     def __init__(self) -> None:
