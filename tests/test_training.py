@@ -176,6 +176,27 @@ def test_the_colour_anchor_reaches_the_run_config(data: Path, tmp_path: Path) ->
     assert (stored["colour_weight"], stored["colour_pool"]) == (0.5, 8)
 
 
+def test_training_and_validation_with_the_low_pass_layer(data: Path, tmp_path: Path) -> None:
+    """``--lowpass-block`` reaches the run config; validation scores the corrected output (as the
+    codec decodes it) and reports the layer's own rate."""
+    from imgcomp.cli import _register_commands, app
+
+    _register_commands()
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "--data", str(data / "train"), "--val-data", str(data / "val"), "--out", str(out),
+        "--preset", "tiny", "--steps", "2", "--crop", "32", "--batch-size", "2", "--workers", "0",
+        "--lowpass-block", "16", "--lowpass-step", "2",
+    ])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "train_config.json").read_text())
+    assert (stored["lowpass_block"], stored["lowpass_step"]) == (16, 2)
+    final = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert final["val_lowpass_bpp_head0"] > 0
+    plain = Trainer(tiny_config(data, steps=2, val_data=str(data / "val")), tmp_path / "plain").run()
+    assert "val_lowpass_bpp_head0" not in plain
+
+
 def test_training_with_the_mask_symbol(data: Path, tmp_path: Path) -> None:
     result = Trainer(tiny_config(data, steps=3, mask_symbol=True), tmp_path / "run").run()
     assert np.isfinite(result["loss"]) and 0 < result["masked_bpp"] <= result["bpp"] + 1e-9

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from imgcomp.errors import ImgcompError
+from imgcomp.entropy import SymbolEncoder
+from imgcomp.lowpass import LowpassSettings, apply_offsets, encode_offsets, fit_offsets
 from imgcomp.metrics import ms_ssim, psnr
 from imgcomp.models import ConditionalProbabilityCodec, create_model, preset
 from imgcomp.models.context_model import symbol_bits
@@ -37,7 +39,6 @@ from imgcomp.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from imgcomp.lowpass import LowpassSettings, apply_offsets, fit_offsets
 from imgcomp.training.losses import LossWeights, coding_costs, rate_distortion_loss
 
 CONFIG_FILE = "train_config.json"
@@ -388,14 +389,15 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Estimated bpp (C / pixels, eq. 13), masked bpp (MC / pixels, eq. 19), MS-SSIM and PSNR per
-        head on the validation images."""
+        head on the validation images; with ``lowpass_block``, MS-SSIM and PSNR of the corrected
+        output and the layer's own bpp."""
         self.model.eval()
         if self._val_images is None:
             self._val_images = load_validation_images(self.config.val_data, self.config.val_images)
         images = self._val_images
         results: dict[str, float] = {}
         for head in range(self.model.config.importance_heads):
-            bpps, masked_bpps, msssims, psnrs = [], [], [], []
+            bpps, masked_bpps, msssims, psnrs, lowpass_bpps = [], [], [], [], []
             for image in images:
                 x = torch.from_numpy(image).permute(2, 0, 1)[None].float().to(self.dist.device)
                 out = self.model(x, head)
@@ -403,6 +405,8 @@ class Trainer:
                 if self.config.lowpass is not None:  # as the codec does: fit on the uint8 output
                     decoded = x_hat[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
                     offsets = fit_offsets(image, decoded, self.config.lowpass)
+                    lowpass_bits = encode_offsets(SymbolEncoder(), offsets, self.config.lowpass)
+                    lowpass_bpps.append(lowpass_bits / (x.shape[-1] * x.shape[-2]))
                     corrected = apply_offsets(decoded, offsets, self.config.lowpass)
                     x_hat = torch.from_numpy(corrected).permute(2, 0, 1)[None].float().to(x.device)
                 bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-1] * x.shape[-2])
@@ -414,6 +418,8 @@ class Trainer:
             results[f"val_masked_bpp_head{head}"] = float(np.mean(masked_bpps))
             results[f"val_ms_ssim_head{head}"] = float(np.mean(msssims))
             results[f"val_psnr_head{head}"] = float(np.mean(psnrs))
+            if lowpass_bpps:
+                results[f"val_lowpass_bpp_head{head}"] = float(np.mean(lowpass_bpps))
         self._train_mode()
         return results
 
