@@ -107,6 +107,22 @@ def test_model_shapes_and_heads() -> None:
         model(x, head=3)
 
 
+def test_importance_pool_makes_the_map_constant_over_blocks() -> None:
+    """With ``importance_pool = 2`` the map is one value per 2x2 latent positions (edge blocks
+    included, for odd latent sizes); models saved before the field existed load with 1."""
+    torch.manual_seed(0)
+    config = preset("tiny", importance_heads=1, importance_pool=2)
+    model = create_model(config.architecture, config).eval()
+    _, _, y = model.analyse(torch.rand(1, 3, 40, 56) * 255, 0)  # latent 5 x 7
+    assert y.shape[-2:] == (5, 7)
+    blocks = torch.nn.functional.pad(y, (0, 1, 0, 1), mode="replicate").unfold(2, 2, 2).unfold(3, 2, 2)
+    assert torch.equal(blocks.amax((-1, -2)), blocks.amin((-1, -2)))
+    assert len(y.unique()) > 1
+    old = preset("tiny").to_dict()
+    del old["importance_pool"]
+    assert type(config).from_dict(old).importance_pool == 1
+
+
 def test_mask_symbol_marks_masked_out_positions_and_keeps_the_reconstruction() -> None:
     """With ``mask_symbol``, P codes exactly the masked-out positions as symbol L (its input: Q(0)'s
     value and a 0 flag); D still gets Q(0) there, so E and D are untouched by the choice."""

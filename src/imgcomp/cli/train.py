@@ -41,6 +41,7 @@ def train_command(
     beta: Optional[float] = typer.Option(None, help="Rate weight beta."),
     colour_weight: Optional[float] = typer.Option(None, help="Weight of the colour anchor: mean |x - x_hat| / 255 (of --colour-pool block means) added to 1 - MS-SSIM. 0: MS-SSIM only, as in the paper."),
     colour_pool: Optional[int] = typer.Option(None, help="Block size over which the colour anchor averages before comparing (1: per pixel)."),
+    importance_pool: Optional[int] = typer.Option(None, help="Average the importance map over NxN latent positions (1: per position, the paper)."),
     lowpass_block: Optional[int] = typer.Option(None, help="Train for the decoder output with the low-pass correction layer of this block size added (16, 32, 64; 0: off, the paper)."),
     lowpass_step: Optional[int] = typer.Option(None, help="Quantization step of that layer (1-16 levels)."),
     workers: Optional[int] = typer.Option(None, help="Data loader worker processes."),
@@ -69,7 +70,7 @@ def train_command(
         "mask_symbol": mask_symbol, "init_from": str(init_from) if init_from else None, "context_only": context_only or None,
         "batch_size": batch_size, "crop": crop, "lr": lr,
         "beta": beta, "colour_weight": colour_weight, "colour_pool": colour_pool,
-        "lowpass_block": lowpass_block, "lowpass_step": lowpass_step, "workers": workers, "seed": seed, "val_every": val_every,
+        "importance_pool": importance_pool, "lowpass_block": lowpass_block, "lowpass_step": lowpass_step, "workers": workers, "seed": seed, "val_every": val_every,
         "checkpoint_every": checkpoint_every,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}

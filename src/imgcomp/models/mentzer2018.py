@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from imgcomp.errors import ImgcompError
@@ -42,6 +43,9 @@ class CodecConfig:
     # P codes positions the importance mask switched off as one extra symbol (index L, value
     # Q(0)) instead of as Q(0) itself, so it sees where the mask ends (see ``context_symbols``).
     mask_symbol: bool = False
+    # Importance map averaged over importance_pool x importance_pool latent positions (1: the
+    # paper's per-position map). Coarser maps have fewer mask edges for P to code (eq. 13 vs 19).
+    importance_pool: int = 1
     # Fixed input normalisation (per RGB channel, on the 0-255 scale), set from training data.
     input_mean: list[float] = field(default_factory=lambda: [120.0, 115.0, 105.0])
     input_std: list[float] = field(default_factory=lambda: [65.0, 63.0, 66.0])
@@ -194,7 +198,13 @@ class ConditionalProbabilityCodec(nn.Module):
         out = self.encoder((x - self.input_mean) / self.input_std)
         K = self.latent_channels
         z = out[:, :K]
-        y = torch.sigmoid(out[:, K + head : K + head + 1]) * K
+        logits = out[:, K + head : K + head + 1]
+        pool = self.config.importance_pool
+        if pool > 1:
+            height, width = logits.shape[-2:]
+            logits = F.avg_pool2d(logits, pool, ceil_mode=True)
+            logits = logits.repeat_interleave(pool, -2).repeat_interleave(pool, -1)[..., :height, :width]
+        y = torch.sigmoid(logits) * K
         mask = binarize_mask(importance_mask(y, K))
         return z * mask, mask, y
 

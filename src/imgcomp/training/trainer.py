@@ -61,6 +61,7 @@ class TrainConfig:
     latent_channels: Optional[int] = None
     decoder_kernel: Optional[int] = None
     context_channels: Optional[int] = None  # hidden channels of P (the preset's 24 if None)
+    importance_pool: Optional[int] = None  # importance map averaged over NxN latent positions (preset's if None)
     mask_symbol: Optional[bool] = None  # P codes masked-out positions as their own symbol (preset's if None)
     init_from: Optional[str] = None  # an exported model whose E, D, Q (and P, if it fits) start the run
     context_only: bool = False  # train P alone (eq. 21) on the frozen E, D, Q of init_from
@@ -117,6 +118,7 @@ class TrainConfig:
             decoder_kernel=self.decoder_kernel,
             context_channels=self.context_channels,
             mask_symbol=self.mask_symbol,
+            importance_pool=self.importance_pool,
         )
 
     def head_targets(self, heads: int) -> list[float]:
