@@ -53,10 +53,13 @@ def test_offsets_reduce_a_smooth_colour_drift() -> None:
     assert after < 0.2 * before
 
 
-@pytest.mark.parametrize("settings", [LowpassSettings(16, 1), LowpassSettings(32, 4), LowpassSettings(64, 16)])
-def test_offsets_round_trip_through_the_range_coder(settings: LowpassSettings) -> None:
+@pytest.mark.parametrize(
+    "settings, height, width",
+    [(LowpassSettings(16, 1), 100, 150), (LowpassSettings(32, 4), 100, 150), (LowpassSettings(64, 16), 100, 150),
+     (LowpassSettings(16, 8), 1100, 1000)],  # the last: 4,347 offsets per channel, more than one CHUNK
+)
+def test_offsets_round_trip_through_the_range_coder(settings: LowpassSettings, height: int, width: int) -> None:
     rng = np.random.default_rng(3)
-    height, width = 100, 150
     bh, bw = -(-height // settings.block), -(-width // settings.block)
     offsets = rng.integers(-3, 4, (3, bh, bw))
     offsets[0, 0, 0], offsets[2, -1, -1] = settings.limit, -settings.limit  # the extremes

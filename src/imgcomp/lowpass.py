@@ -30,6 +30,7 @@ from imgcomp.errors import ImgcompError
 BLOCK_SIZES = (16, 32, 64)  # coded as 1, 2, 3; 0 means no correction
 MAX_STEP = 16
 SCALE_UNIT = 4  # Laplace scale is sent in quarters: 1..255 -> 0.25..63.75
+CHUNK = 4096  # offsets per batch of probability rows (bounds memory on huge images)
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,12 @@ def encode_offsets(encoder: SymbolEncoder, offsets: np.ndarray | None, settings:
         values = channel.flatten()
         scale_code = int(np.clip(np.rint(np.abs(values).mean() * SCALE_UNIT), 1, 255))
         encoder.push(np.array([scale_code - 1]), _uniform(255))
-        rows = _laplace_rows(scale_code, radius, len(values))
-        encoder.push(values + radius, rows)
-        bits += float(np.log2(255)) + ideal_bits(rows, values + radius)
+        bits += float(np.log2(255))
+        for start in range(0, len(values), CHUNK):
+            chunk = values[start : start + CHUNK] + radius
+            rows = _laplace_rows(scale_code, radius, len(chunk))
+            encoder.push(chunk, rows)
+            bits += ideal_bits(rows, chunk)
     return bits
 
 
@@ -155,8 +159,11 @@ def decode_offsets(decoder: SymbolDecoder, height: int, width: int) -> tuple[np.
     channels = []
     for _ in range(3):
         scale_code = int(decoder.pull(_uniform(255))[0]) + 1
-        values = decoder.pull(_laplace_rows(scale_code, radius, bh * bw)) - radius
-        channels.append(values.reshape(bh, bw))
+        values = [
+            decoder.pull(_laplace_rows(scale_code, radius, min(CHUNK, bh * bw - start))) - radius
+            for start in range(0, bh * bw, CHUNK)
+        ]
+        channels.append(np.concatenate(values).reshape(bh, bw))
     offsets = _from_residuals(np.stack(channels))
     if np.abs(offsets).max() > settings.limit:
         raise ImgcompError("corrupt payload: low-pass offsets out of range")
