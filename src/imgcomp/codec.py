@@ -25,6 +25,7 @@ import torch
 
 from imgcomp import bitstream
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder, WavefrontContextModel
+from imgcomp.entropy.range_coder import uniform_probabilities
 from imgcomp.errors import ImgcompError
 from imgcomp.io import ImageSource, load_image
 from imgcomp.lowpass import DEFAULT_LOWPASS, LowpassSettings, apply_offsets, decode_offsets, encode_offsets, fit_offsets
@@ -120,17 +121,13 @@ def encode_image(
             tile = symbols[:active, top : top + th, left : left + tw].contiguous()
             wavefront = _wavefront(loaded, tuple(tile.shape))
             bits += wavefront.encode(tile, encoder)
-        reconstruction = offsets = None
-        if keep_reconstruction or lowpass is not None:
-            reconstruction = _reconstruct(codec, symbols, height, width)
-        if lowpass is not None:
-            offsets = fit_offsets(pixels, reconstruction, lowpass)
+        decoded = _reconstruct(codec, symbols, height, width) if keep_reconstruction or lowpass is not None else None
+        offsets = fit_offsets(pixels, decoded, lowpass) if lowpass is not None else None
         bits += encode_offsets(encoder, offsets, lowpass)
         payload = encoder.finish()
-        if offsets is not None and keep_reconstruction:
-            reconstruction = apply_offsets(reconstruction, offsets, lowpass)
-        if not keep_reconstruction:
-            reconstruction = None
+        reconstruction = None
+        if keep_reconstruction:
+            reconstruction = decoded if offsets is None else apply_offsets(decoded, offsets, lowpass)
     header = bitstream.Header(width, height, quality, bitstream.model_tag(loaded.weights_sha256))
     data = bitstream.pack(header, payload)
     return EncodeResult(
@@ -144,12 +141,8 @@ def _active_channels(symbols: torch.Tensor, masked_out: int) -> int:
     return int(used.max()) + 1 if used.numel() else 0
 
 
-def _uniform(size: int) -> np.ndarray:
-    return np.full((1, size), 1.0 / size)
-
-
 def _code_active_channels(encoder: SymbolEncoder, active: int, channels: int) -> float:
-    encoder.push(np.array([active]), _uniform(channels + 1))
+    encoder.push(np.array([active]), uniform_probabilities(channels + 1))
     return float(np.log2(channels + 1))
 
 
@@ -187,7 +180,7 @@ def _decode(
     w = -(-header.width // DOWNSAMPLING)
     symbols = torch.full((K, h, w), loaded.model.masked_out_symbol(), dtype=torch.int64)
     decoder = SymbolDecoder(payload)
-    active = int(decoder.pull(_uniform(K + 1))[0])
+    active = int(decoder.pull(uniform_probabilities(K + 1))[0])
     with torch.no_grad():
         for top, left, th, tw in latent_tiles(h, w) if active else []:
             wavefront = _wavefront(loaded, (active, th, tw))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
-from imgcomp.entropy.range_coder import ideal_bits
+from imgcomp.entropy.range_coder import ideal_bits, uniform_probabilities
 from imgcomp.errors import ImgcompError
 
 BLOCK_SIZES = (16, 32, 64)  # coded as 1, 2, 3; 0 means no correction
@@ -121,24 +121,20 @@ def _laplace_rows(scale_code: int, radius: int, count: int) -> np.ndarray:
     return np.tile(row, (count, 1))
 
 
-def _uniform(size: int) -> np.ndarray:
-    return np.full((1, size), 1.0 / size)
-
-
 def encode_offsets(encoder: SymbolEncoder, offsets: np.ndarray | None, settings: LowpassSettings | None) -> float:
     """Push the correction section (or its absence) and return its ideal cost in bits."""
     if offsets is None or settings is None:
-        encoder.push(np.array([0]), _uniform(len(BLOCK_SIZES) + 1))
+        encoder.push(np.array([0]), uniform_probabilities(len(BLOCK_SIZES) + 1))
         return float(np.log2(len(BLOCK_SIZES) + 1))
-    encoder.push(np.array([BLOCK_SIZES.index(settings.block) + 1]), _uniform(len(BLOCK_SIZES) + 1))
-    encoder.push(np.array([settings.step - 1]), _uniform(MAX_STEP))
+    encoder.push(np.array([BLOCK_SIZES.index(settings.block) + 1]), uniform_probabilities(len(BLOCK_SIZES) + 1))
+    encoder.push(np.array([settings.step - 1]), uniform_probabilities(MAX_STEP))
     bits = float(np.log2(len(BLOCK_SIZES) + 1) + np.log2(MAX_STEP))
     residuals = _residuals(offsets)
     radius = 2 * settings.limit
     for channel in residuals:
         values = channel.flatten()
         scale_code = int(np.clip(np.rint(np.abs(values).mean() * SCALE_UNIT), 1, 255))
-        encoder.push(np.array([scale_code - 1]), _uniform(255))
+        encoder.push(np.array([scale_code - 1]), uniform_probabilities(255))
         bits += float(np.log2(255))
         for start in range(0, len(values), CHUNK):
             chunk = values[start : start + CHUNK] + radius
@@ -150,15 +146,15 @@ def encode_offsets(encoder: SymbolEncoder, offsets: np.ndarray | None, settings:
 
 def decode_offsets(decoder: SymbolDecoder, height: int, width: int) -> tuple[np.ndarray | None, LowpassSettings | None]:
     """Pull the correction section for an image of ``height`` x ``width`` pixels."""
-    code = int(decoder.pull(_uniform(len(BLOCK_SIZES) + 1))[0])
+    code = int(decoder.pull(uniform_probabilities(len(BLOCK_SIZES) + 1))[0])
     if code == 0:
         return None, None
-    settings = LowpassSettings(BLOCK_SIZES[code - 1], int(decoder.pull(_uniform(MAX_STEP))[0]) + 1)
+    settings = LowpassSettings(BLOCK_SIZES[code - 1], int(decoder.pull(uniform_probabilities(MAX_STEP))[0]) + 1)
     bh, bw = _block_grid(height, width, settings.block)
     radius = 2 * settings.limit
     channels = []
     for _ in range(3):
-        scale_code = int(decoder.pull(_uniform(255))[0]) + 1
+        scale_code = int(decoder.pull(uniform_probabilities(255))[0]) + 1
         values = [
             decoder.pull(_laplace_rows(scale_code, radius, min(CHUNK, bh * bw - start))) - radius
             for start in range(0, bh * bw, CHUNK)

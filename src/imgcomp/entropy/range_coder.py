@@ -26,6 +26,11 @@ def coder_probabilities(logits: np.ndarray) -> np.ndarray:
     return rows
 
 
+def uniform_probabilities(size: int) -> np.ndarray:
+    """One row of equal probabilities over ``size`` symbols (for fields sent without a model)."""
+    return np.full((1, size), 1.0 / size)
+
+
 def ideal_bits(probabilities: np.ndarray, symbols: np.ndarray) -> float:
     """``sum -log2 p(symbol)``: what an ideal entropy coder would spend (eq. 13)."""
     chosen = probabilities[np.arange(len(symbols)), symbols]

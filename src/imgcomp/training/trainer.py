@@ -30,6 +30,7 @@ from imgcomp.models import ConditionalProbabilityCodec, create_model, preset
 from imgcomp.models.context_model import symbol_bits
 from imgcomp.models.export import LoadedModel, export_model, load_model
 from imgcomp.models.mentzer2018 import CodecConfig
+from imgcomp.tensors import image_to_tensor, tensor_to_image
 from imgcomp.training import distributed
 from imgcomp.training.batches import StepBatches, input_statistics, load_validation_images
 from imgcomp.training.checkpoint import (
@@ -405,12 +406,11 @@ class Trainer:
                 out = self.model(x, head)
                 x_hat = out["x_hat"].clamp(0, 255).round()
                 if self.config.lowpass is not None:  # as the codec does: fit on the uint8 output
-                    decoded = x_hat[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+                    decoded = tensor_to_image(x_hat.cpu())
                     offsets = fit_offsets(image, decoded, self.config.lowpass)
                     lowpass_bits = encode_offsets(SymbolEncoder(), offsets, self.config.lowpass)
                     lowpass_bpps.append(lowpass_bits / (x.shape[-1] * x.shape[-2]))
-                    corrected = apply_offsets(decoded, offsets, self.config.lowpass)
-                    x_hat = torch.from_numpy(corrected).permute(2, 0, 1)[None].float().to(x.device)
+                    x_hat = image_to_tensor(apply_offsets(decoded, offsets, self.config.lowpass)).to(x.device)
                 bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-1] * x.shape[-2])
                 bpps.append(float(bpp))
                 masked_bpps.append(float(masked_bpp))
