@@ -155,6 +155,35 @@ def test_low_pass_layer_corrects_the_reconstruction_and_can_be_left_out(model_di
     assert np.array_equal(decode_image(version_2, model=model_dir), bare.reconstruction)
 
 
+def test_latent_refinement_lowers_the_objective_and_writes_ordinary_files(model_dir: Path) -> None:
+    """``refine_steps``: the coded latent scores no worse on the refinement objective than the
+    encoder's (it is the best one seen), positions the importance mask switched off stay off,
+    and the file decodes exactly with the unchanged decoder; 0 steps writes the same bytes."""
+    from imgcomp.lowpass import DEFAULT_LOWPASS
+    from imgcomp.refine import refine_latent, refinement_objective
+    from imgcomp.tensors import image_to_tensor, pad_to_multiple
+
+    image = photo(44, 60, seed=3)  # not multiples of 8 or of the low-pass block
+    codec = load_model(model_dir).model
+    x = pad_to_multiple(image_to_tensor(image), 8)
+    start, mask = refine_latent(codec, x, 1, 0, 44, 60, DEFAULT_LOWPASS)
+    refined, refined_mask = refine_latent(codec, x, 1, 8, 44, 60, DEFAULT_LOWPASS)
+    assert torch.equal(mask, refined_mask) and not torch.equal(start, refined)
+    assert torch.all(refined[mask.expand_as(refined) == 0] == 0)
+    with torch.no_grad():
+        score = lambda z: float(refinement_objective(codec, z, mask, x[..., :44, :60], DEFAULT_LOWPASS))
+        assert score(refined) < score(start)
+    assert not any(p.requires_grad for p in codec.parameters())
+
+    plain = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True)
+    assert encode_image(image, quality=2, model=model_dir, refine_steps=0).data == plain.data
+    result = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True, refine_steps=8)
+    assert result.data != plain.data
+    assert np.array_equal(decode_image(result.data, model=model_dir), result.reconstruction)
+    with pytest.raises(ImgcompError, match="refine_steps"):
+        encode_image(image, quality=2, model=model_dir, refine_steps=-1)
+
+
 def test_encode_command_low_pass_options(model_dir: Path, tmp_path: Path) -> None:
     Image.fromarray(photo(24, 32)).save(tmp_path / "in.png")
 
@@ -171,6 +200,9 @@ def test_encode_command_low_pass_options(model_dir: Path, tmp_path: Path) -> Non
     bare = (tmp_path / "in.icz").read_bytes()
     assert encode("--lowpass-step", "2", "--force").returncode == 0
     assert len((tmp_path / "in.icz").read_bytes()) > len(bare)
+    refused = encode("--refine", "-3", "--force")
+    assert refused.returncode != 0 and "--refine" in refused.stderr and "Traceback" not in refused.stderr
+    assert encode("--refine", "2", "--force").returncode == 0
 
 
 def test_thread_counts_and_another_process_decode_the_same_symbols(model_dir: Path, tmp_path: Path) -> None:

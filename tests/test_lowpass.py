@@ -111,6 +111,24 @@ def test_training_correction_matches_the_codec_and_ignores_block_means() -> None
     assert abs(float(x_hat.grad.sum())) < 1e-4 * float(x_hat.grad.abs().sum())
 
 
+def test_training_correction_matches_the_codec_on_partial_edge_blocks() -> None:
+    """Sides that are not multiples of the block: edge blocks average only the pixels they
+    cover, as :func:`fit_offsets` does."""
+    import torch
+
+    from imgcomp.lowpass import correct_tensor
+
+    settings = LowpassSettings(16, 3)
+    original = textured(50, 70, seed=6)
+    yy, xx = np.mgrid[0:50, 0:70]
+    decoded = np.clip(original.astype(int) + (xx // 5 - yy // 4)[..., None] * np.array([1, -2, 3]), 0, 255).astype(np.uint8)
+    as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()
+    codec_output = apply_offsets(decoded, fit_offsets(original, decoded, settings), settings)
+    corrected = correct_tensor(as_tensor(original), as_tensor(decoded), settings)
+    assert corrected.shape == (1, 3, 50, 70)
+    assert np.abs(corrected.clamp(0, 255).round()[0].permute(1, 2, 0).numpy() - codec_output).max() <= 1
+
+
 def test_training_settings_are_checked() -> None:
     from imgcomp.training.trainer import TrainConfig
 

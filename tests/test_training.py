@@ -290,6 +290,30 @@ def test_context_only_training_can_switch_to_the_mask_symbol(data: Path, tmp_pat
     assert marked.model.context_model.conv_in.in_channels == 2
 
 
+@pytest.mark.parametrize("part", ["decoder", "encoder"])
+def test_training_one_part_keeps_every_other_weight(data: Path, tmp_path: Path, part: str) -> None:
+    """--decoder-only / --encoder-only: only that network's weights (and batch-norm statistics)
+    change; the rest, P and the quantizer centers included, stay bit-identical, so with
+    --decoder-only every file the base model wrote decodes with the new one."""
+    Trainer(tiny_config(data), tmp_path / "base").run()
+    base = load_model(tmp_path / "base" / "model")
+    config = tiny_config(data, steps=6, init_from=str(tmp_path / "base" / "model"), lr=1e-2, **{f"{part}_only": True})
+    result = Trainer(config, tmp_path / part).run()
+    assert np.isfinite(result["loss"]) and 0.0 < result["ms_ssim"] <= 1.0
+    tuned = load_model(tmp_path / part / "model")
+    base_state, tuned_state = base.model.state_dict(), tuned.model.state_dict()
+    changed = {key for key, value in base_state.items() if not torch.equal(value, tuned_state[key])}
+    assert changed and all(key.startswith(f"{part}.") for key in changed), sorted(changed)[:3]
+    assert any(key.endswith(".weight") for key in changed)
+
+
+def test_one_part_modes_exclude_each_other(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ImgcompError, match="exclude"):
+        tiny_config(data, init_from="x", decoder_only=True, encoder_only=True)
+    with pytest.raises(ImgcompError, match="init_from"):
+        Trainer(tiny_config(data, decoder_only=True), tmp_path / "run")
+
+
 def test_context_only_needs_a_model_to_start_from(data: Path, tmp_path: Path) -> None:
     with pytest.raises(ImgcompError, match="init_from"):
         Trainer(tiny_config(data, context_only=True), tmp_path / "run")

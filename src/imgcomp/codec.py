@@ -29,6 +29,7 @@ from imgcomp.entropy.range_coder import uniform_probabilities
 from imgcomp.errors import ImgcompError
 from imgcomp.io import ImageSource, load_image
 from imgcomp.lowpass import DEFAULT_LOWPASS, LowpassSettings, apply_offsets, decode_offsets, encode_offsets, fit_offsets
+from imgcomp.refine import refine_latent
 from imgcomp.models.export import LoadedModel
 from imgcomp.models.mentzer2018 import DOWNSAMPLING
 from imgcomp.tensors import image_to_tensor, pad_to_multiple, tensor_to_image
@@ -96,12 +97,13 @@ def _check_quality(model: LoadedModel, quality: int | None) -> int:
 def encode_image(
     image: ImageSource, quality: int | None = None,
     model: str | os.PathLike | LoadedModel | None = None, keep_reconstruction: bool = False,
-    lowpass: LowpassSettings | None = DEFAULT_LOWPASS,
+    lowpass: LowpassSettings | None = DEFAULT_LOWPASS, refine_steps: int = 0,
 ) -> EncodeResult:
     """Compress an image; the full-detail API behind :func:`compress`.
 
     ``lowpass`` sets the low-pass correction layer (:mod:`imgcomp.lowpass`); ``None`` leaves it
-    out (the file then holds only what Mentzer et al. code)."""
+    out (the file then holds only what Mentzer et al. code). ``refine_steps`` > 0 optimises the
+    latent for this image first (:mod:`imgcomp.refine`): smaller, better files for a slower encode."""
     started = time.perf_counter()
     loaded = get_model(model)
     quality = _check_quality(loaded, quality)
@@ -111,8 +113,10 @@ def encode_image(
         raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
     codec = loaded.model
     x = pad_to_multiple(image_to_tensor(pixels), DOWNSAMPLING).contiguous(memory_format=torch.channels_last)
+    if refine_steps < 0:
+        raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
+    z, mask = refine_latent(codec, x, quality - 1, refine_steps, height, width, lowpass)
     with torch.no_grad():
-        z, mask = codec.encode_latent(x, quality - 1)
         symbols = codec.context_symbols(codec.quantizer.symbols(z), mask)[0]
         active = _active_channels(symbols, codec.masked_out_symbol())
         encoder = SymbolEncoder()
@@ -202,13 +206,14 @@ def decode_image(data: bytes, model: str | os.PathLike | LoadedModel | None = No
 
 def compress(
     image: ImageSource, quality: int | None = None,
-    model: str | os.PathLike | LoadedModel | None = None,
+    model: str | os.PathLike | LoadedModel | None = None, refine_steps: int = 0,
 ) -> bytes:
     """Compress an image (path, bytes, PIL image or (H, W, 3) uint8 array) to ``.icz`` bytes.
 
     ``quality`` picks the importance head (1 = smallest file); the default is the highest.
+    ``refine_steps`` > 0 trades encode time for smaller, better files (:mod:`imgcomp.refine`).
     """
-    return encode_image(image, quality, model).data
+    return encode_image(image, quality, model, refine_steps=refine_steps).data
 
 
 def decompress(data: bytes, model: str | os.PathLike | LoadedModel | None = None, as_array: bool = False):

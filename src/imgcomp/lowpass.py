@@ -87,16 +87,20 @@ def apply_offsets(decoded: np.ndarray, offsets: np.ndarray, settings: LowpassSet
 
 
 def correct_tensor(x: torch.Tensor, x_hat: torch.Tensor, settings: LowpassSettings) -> torch.Tensor:
-    """Training counterpart of :func:`fit_offsets` + :func:`apply_offsets` on (N, 3, H, W) tensors
-    whose sides are multiples of the block size: ``x_hat`` plus the upsampled, quantized block
-    means of ``x - x_hat`` (rounding passes the gradient straight through), so the auto-encoder is
-    trained for what the decoder shows once the layer is added."""
+    """Differentiable counterpart of :func:`fit_offsets` + :func:`apply_offsets` on (N, 3, H, W)
+    tensors: ``x_hat`` plus the upsampled, quantized block means of ``x - x_hat`` (rounding passes
+    the gradient straight through; edge blocks average the pixels they cover), so training and
+    encoder-side refinement see what the decoder shows once the layer is added."""
     B = settings.block
-    if x.shape[-2] % B or x.shape[-1] % B:
-        raise ImgcompError(f"training crops must be multiples of the low-pass block size {B}")
-    steps = F.avg_pool2d(x - x_hat, B) / settings.step
+    height, width = x.shape[-2:]
+    bh, bw = _block_grid(height, width, B)
+    pad = (0, bw * B - width, 0, bh * B - height)
+    sums = F.avg_pool2d(F.pad(x - x_hat, pad), B, divisor_override=1)
+    counts = F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), pad), B, divisor_override=1)
+    steps = sums / counts / settings.step
     steps = steps + (torch.round(steps) - steps).detach()
-    return x_hat + F.interpolate(steps * settings.step, scale_factor=B, mode="bicubic", align_corners=False)
+    up = F.interpolate(steps * settings.step, size=(bh * B, bw * B), mode="bicubic", align_corners=False)
+    return x_hat + up[..., :height, :width]
 
 
 def _residuals(offsets: np.ndarray) -> np.ndarray:

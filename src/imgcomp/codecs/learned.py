@@ -3,7 +3,8 @@
 Registered as ``imgcomp``: files as `compress` writes them (with the low-pass layer of
 :mod:`imgcomp.lowpass`), with the default model (the shipped one, or the folder or name in
 the ``IMGCOMP_MODEL`` environment variable, which worker processes inherit), and its settings are
-the model's quality levels.
+the model's quality levels. ``imgcomp-refine`` is the same with the encoder-side latent
+refinement of :mod:`imgcomp.refine` (``imgcomp encode --refine 20``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class ContextModelCodec(Codec):
     name = "imgcomp"
     label = "imgcomp (Mentzer 2018 + low-pass layer)"
     setting_name = "quality"
+    refine_steps = 0
 
     def __init__(self) -> None:
         self.model = get_model()
@@ -31,12 +33,12 @@ class ContextModelCodec(Codec):
         return f"imgcomp {__version__} (model {self.model_name}, weights {self.model.weights_sha256[:12]})"
 
     def parameters(self) -> dict:
-        return {"model": self.model_name, "weights_sha256": self.model.weights_sha256}
+        return {"model": self.model_name, "weights_sha256": self.model.weights_sha256, "refine_steps": self.refine_steps}
 
     def encode(self, image: np.ndarray, setting: Setting) -> bytes:
         from imgcomp.codec import compress
 
-        return compress(check_input_image(image), quality=int(setting), model=self.model)
+        return compress(check_input_image(image), quality=int(setting), model=self.model, refine_steps=self.refine_steps)
 
     def decode(self, data: bytes) -> np.ndarray:
         from imgcomp.codec import decode_image
@@ -47,3 +49,11 @@ class ContextModelCodec(Codec):
     def header_bytes(self, data: bytes) -> int | None:
         _, payload = bitstream.unpack(data)
         return len(data) - len(payload)
+
+
+class RefinedContextModelCodec(ContextModelCodec):
+    """The same files, with each latent optimised for its image before coding (slow encode)."""
+
+    name = "imgcomp-refine"
+    refine_steps = 20
+    label = f"imgcomp + latent refinement ({refine_steps} steps)"

@@ -58,7 +58,8 @@ def export_model(
 
 
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
-    """Load an exported model in eval mode; clear :class:`ImgcompError` on any problem."""
+    """Load an exported model for inference (eval mode, weights without gradients); clear
+    :class:`ImgcompError` on any problem."""
     folder = Path(model_dir)
     weights_path, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
     if not weights_path.is_file() or not config_path.is_file():
@@ -75,7 +76,7 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
         model.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise ImgcompError(f"{weights_path}: cannot load weights ({exc})") from None
-    model.eval()
+    model.eval().requires_grad_(False)
     for network in (getattr(model, "encoder", None), getattr(model, "decoder", None)):
         if network is not None:  # oneDNN runs these convolutions ~15% faster on CPU in NHWC
             network.to(memory_format=torch.channels_last)

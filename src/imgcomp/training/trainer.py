@@ -40,7 +40,7 @@ from imgcomp.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from imgcomp.training.losses import LossWeights, coding_costs, rate_distortion_loss
+from imgcomp.training.losses import LossWeights, coding_costs, distortion, rate_distortion_loss
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -66,6 +66,8 @@ class TrainConfig:
     mask_symbol: Optional[bool] = None  # P codes masked-out positions as their own symbol (preset's if None)
     init_from: Optional[str] = None  # an exported model whose E, D, Q (and P, if it fits) start the run
     context_only: bool = False  # train P alone (eq. 21) on the frozen E, D, Q of init_from
+    decoder_only: bool = False  # train D alone for the distortion; E, Q, P (so every bitstream) stay as init_from's
+    encoder_only: bool = False  # train E alone (eq. 20) for init_from's frozen D, Q and P
     lr: float = 1e-3  # Adam, E/D/Q
     context_lr: float = 1e-3  # Adam, P
     lr_decay_at: list[float] = field(default_factory=lambda: [0.75, 0.9])  # fractions of steps; x0.1
@@ -96,6 +98,8 @@ class TrainConfig:
             LowpassSettings(self.lowpass_block, self.lowpass_step)  # raises on bad values
             if self.crop % self.lowpass_block:
                 raise ImgcompError(f"crop {self.crop} is not a multiple of lowpass_block {self.lowpass_block}")
+        if self.context_only + self.decoder_only + self.encoder_only > 1:
+            raise ImgcompError("context_only, decoder_only and encoder_only exclude each other")
 
     @property
     def lowpass(self) -> LowpassSettings | None:
@@ -109,9 +113,13 @@ class TrainConfig:
                 config.context_channels = self.context_channels
             if self.mask_symbol is not None:
                 config.mask_symbol = self.mask_symbol
+            if (self.decoder_only or self.encoder_only) and config.to_dict() != (start or load_model(self.init_from).config).to_dict():
+                raise ImgcompError("decoder_only and encoder_only keep init_from's P: do not change its settings")
             return config
         if self.context_only:
             raise ImgcompError("context_only trains P on a trained E, D, Q: give init_from (--init-from MODEL)")
+        if self.decoder_only or self.encoder_only:
+            raise ImgcompError("decoder_only and encoder_only train part of a trained model: give init_from (--init-from MODEL)")
         return preset(
             self.preset,
             importance_heads=self.heads,
@@ -154,13 +162,20 @@ class Trainer:
         self.model: ConditionalProbabilityCodec = create_model(model_config.architecture, model_config)
         if fresh and start is not None:
             self._initialise_from(start)
-        if config.context_only:
-            for parameter in self.model.autoencoder_parameters():
+        self.trained = self._trained_module()
+        if self.trained is not self.model:
+            for parameter in self.model.parameters():
                 parameter.requires_grad_(False)
+            for parameter in self.trained.parameters():
+                parameter.requires_grad_(True)
         self.model.to(self.dist.device)
-        # With a frozen auto-encoder only P is trained, so only P is wrapped (DDP syncs its gradients).
-        self.ddp_model = distributed.wrap(self.model.context_model if config.context_only else self.model, self.dist)
-        self.opt_ae = torch.optim.Adam(self.model.autoencoder_parameters(), lr=config.lr, foreach=True)
+        # A frozen P or auto-encoder is not wrapped (DDP syncs the gradients of what it wraps).
+        wrapped = self.trained if (config.context_only or config.decoder_only) else self.model
+        self.ddp_model = distributed.wrap(wrapped, self.dist)
+        ae_parameters = self.model.autoencoder_parameters()
+        if self.trained is not self.model and not config.context_only:
+            ae_parameters = list(self.trained.parameters())
+        self.opt_ae = torch.optim.Adam(ae_parameters, lr=config.lr, foreach=True)
         self.opt_p = torch.optim.Adam(self.model.context_parameters(), lr=config.context_lr, foreach=True)
         milestones = [int(f * config.steps) for f in config.lr_decay_at]
         self.sched_ae = torch.optim.lr_scheduler.MultiStepLR(self.opt_ae, milestones, 0.1)
@@ -187,13 +202,20 @@ class Trainer:
             raise ImgcompError(f"{start.path}: its auto-encoder does not fit this run's model ({missing[0]})")
         self.model.load_state_dict(kept, strict=False)
 
-    def _train_mode(self) -> None:
-        """Training mode, except a frozen auto-encoder, whose batch norms keep their statistics."""
+    def _trained_module(self) -> torch.nn.Module:
+        """What this run trains: all of E, D, Q, P; or only P, D or E (context_, decoder_, encoder_only)."""
         if self.config.context_only:
-            self.model.eval()
-            self.model.context_model.train()
-        else:
-            self.ddp_model.train()
+            return self.model.context_model
+        if self.config.decoder_only:
+            return self.model.decoder
+        if self.config.encoder_only:
+            return self.model.encoder
+        return self.model
+
+    def _train_mode(self) -> None:
+        """Training mode for the trained part; frozen parts' batch norms keep their statistics."""
+        self.model.eval()
+        self.trained.train()
 
     def _context_only_terms(self, x: torch.Tensor, head: int) -> dict[str, torch.Tensor]:
         """P's coding cost (eq. 21) of the frozen encoder's symbols, in bits per pixel."""
@@ -203,6 +225,23 @@ class Trainer:
         logits = self.ddp_model(self.model.context_inputs(symbols))
         bpp, masked_bpp = coding_costs(symbol_bits(logits, symbols), mask, x.shape[-1] * x.shape[-2])
         return {"total": bpp, "bpp": bpp.detach(), "masked_bpp": masked_bpp}
+
+    def _decoder_only_step(self, x: torch.Tensor, head: int, step: int) -> dict[str, float]:
+        """The distortion term of eq. 20 alone, for D: the frozen encoder's latents, and so the
+        bits, are init_from's; D learns to reconstruct better from them."""
+        with torch.no_grad():
+            z_hat, _ = self.model.quantize(self.model.encode_latent(x, head)[0])
+        x_hat = self.ddp_model(z_hat) * self.model.input_std + self.model.input_mean  # decode_latent
+        loss, value = distortion(
+            x, x_hat, self.weights.distortion_scale, self.weights.colour_weight, self.weights.colour_pool,
+            self.weights.lowpass,
+        )
+        self._check_finite(loss, step)
+        self.opt_ae.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_ae.step()
+        value = float(value.detach())
+        return {"loss": float(loss.detach()), "ms_ssim": value, f"ms_ssim_head{head}": value}
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -292,10 +331,14 @@ class Trainer:
                 x = x.to(self.dist.device, non_blocking=True)
                 if cfg.context_only:  # a frozen auto-encoder's optimiser and schedule never step
                     record = self._context_only_step(x, head, step)
-                else:
+                    self.sched_p.step()
+                elif cfg.decoder_only:  # nor does a frozen P's
+                    record = self._decoder_only_step(x, head, step)
+                    self.sched_ae.step()
+                else:  # with encoder_only, P's optimiser has no gradients and does nothing
                     record = self._joint_step(x, head, targets[head], step)
                     self.sched_ae.step()
-                self.sched_p.step()
+                    self.sched_p.step()
                 self.step = step + 1
                 window.append(record)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
