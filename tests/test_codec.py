@@ -184,6 +184,33 @@ def test_latent_refinement_lowers_the_objective_and_writes_ordinary_files(model_
         encode_image(image, quality=2, model=model_dir, refine_steps=-1)
 
 
+def test_refinement_refuses_images_it_cannot_hold_in_memory(model_dir: Path, monkeypatch) -> None:
+    import imgcomp.refine
+
+    monkeypatch.setattr(imgcomp.refine, "MAX_PIXELS", 40 * 40)
+    with pytest.raises(ImgcompError, match="too large to refine"):
+        encode_image(photo(48, 40), quality=1, model=model_dir, refine_steps=1)
+    assert encode_image(photo(40, 40), quality=1, model=model_dir, refine_steps=1).data
+
+
+def test_refining_codec_for_evaluation(model_dir: Path, monkeypatch) -> None:
+    """``imgcomp-refine`` (what ``imgcomp eval`` measures): the step count comes from
+    IMGCOMP_REFINE_STEPS, shows in the label and the parameters, and its files decode."""
+    from imgcomp.codecs.learned import RefinedContextModelCodec
+
+    monkeypatch.setenv("IMGCOMP_MODEL", str(model_dir))
+    monkeypatch.setenv("IMGCOMP_REFINE_STEPS", "3")
+    codec = RefinedContextModelCodec()
+    assert codec.refine_steps == 3 and "3 steps" in codec.label and codec.parameters()["refine_steps"] == 3
+    image = photo(32, 40, seed=4)
+    data = codec.encode(image, 2)
+    assert data == encode_image(image, quality=2, model=model_dir, refine_steps=3).data
+    assert codec.decode(data).shape == (32, 40, 3)
+    monkeypatch.setenv("IMGCOMP_REFINE_STEPS", "many")
+    with pytest.raises(ImgcompError, match="IMGCOMP_REFINE_STEPS"):
+        RefinedContextModelCodec()
+
+
 def test_encode_command_low_pass_options(model_dir: Path, tmp_path: Path) -> None:
     Image.fromarray(photo(24, 32)).save(tmp_path / "in.png")
 

@@ -29,9 +29,9 @@ from imgcomp.entropy.range_coder import uniform_probabilities
 from imgcomp.errors import ImgcompError
 from imgcomp.io import ImageSource, load_image
 from imgcomp.lowpass import DEFAULT_LOWPASS, LowpassSettings, apply_offsets, decode_offsets, encode_offsets, fit_offsets
-from imgcomp.refine import refine_latent
 from imgcomp.models.export import LoadedModel
 from imgcomp.models.mentzer2018 import DOWNSAMPLING
+from imgcomp.refine import refine_latent
 from imgcomp.tensors import image_to_tensor, pad_to_multiple, tensor_to_image
 from imgcomp.zoo import find_model_by_tag, get_model
 
@@ -105,6 +105,8 @@ def encode_image(
     out (the file then holds only what Mentzer et al. code). ``refine_steps`` > 0 optimises the
     latent for this image first (:mod:`imgcomp.refine`): smaller, better files for a slower encode."""
     started = time.perf_counter()
+    if refine_steps < 0:
+        raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
     loaded = get_model(model)
     quality = _check_quality(loaded, quality)
     pixels = load_image(image)
@@ -113,8 +115,6 @@ def encode_image(
         raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
     codec = loaded.model
     x = pad_to_multiple(image_to_tensor(pixels), DOWNSAMPLING).contiguous(memory_format=torch.channels_last)
-    if refine_steps < 0:
-        raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
     z, mask = refine_latent(codec, x, quality - 1, refine_steps, height, width, lowpass)
     with torch.no_grad():
         symbols = codec.context_symbols(codec.quantizer.symbols(z), mask)[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from imgcomp.errors import ImgcompError
 from imgcomp.lowpass import LowpassSettings, correct_tensor
 from imgcomp.metrics import ms_ssim_tensor
 from imgcomp.models.context_model import symbol_bits
@@ -25,6 +26,7 @@ from imgcomp.models.context_model import symbol_bits
 DEFAULT_RATE_WEIGHT = 10.0  # lambda: the paper's beta (sec. 4), the slope the models were trained at
 DEFAULT_LEARNING_RATE = 0.05  # Adam step on latent values (centers lie in about [-2, 2])
 DISTORTION_SCALE = 100.0  # d = 100 * (1 - MS-SSIM), as in training (sec. 4)
+MAX_PIXELS = 2048 * 2048  # backward passes hold D's activations: ~1.3 GB per megapixel (peak ~5.5 GB)
 
 
 def refine_latent(
@@ -38,6 +40,10 @@ def refine_latent(
         z_start, mask = codec.encode_latent(x, head)
     if steps <= 0:
         return z_start, mask
+    if height * width > MAX_PIXELS:
+        raise ImgcompError(
+            f"image {width}x{height} is too large to refine (at most {MAX_PIXELS // 1_000_000} megapixels); encode it without --refine"
+        )
     rate_weight = DEFAULT_RATE_WEIGHT if rate_weight is None else rate_weight
     target = x[..., :height, :width]
     z = z_start.clone().requires_grad_(True)

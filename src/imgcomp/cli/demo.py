@@ -34,6 +34,7 @@ def demo(
     image: Path = typer.Option(DEMO_IMAGE, help="Image to compress (default: a bundled 768x512 photo)."),
     out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Folder for the .icz file and the decoded PNGs."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or folder (default: the shipped model)."),
+    refine: int = typer.Option(0, "--refine", min=0, max=1000, help="Refine each latent in N steps before coding (as `imgcomp encode --refine`; slow)."),
 ) -> None:
     """Compress a photo with the learned codec at every quality level, decode it again, and compare
     size, bpp, PSNR and MS-SSIM with JPEG 4:2:0 at the same file size."""
@@ -50,13 +51,14 @@ def demo(
         return
     loaded = get_model(model)
     out.mkdir(parents=True, exist_ok=True)
-    table = Table(title=f"{image.name} ({width}x{height}), model {loaded.path.name if loaded.path else ''}")
+    refined = f", latent refined in {refine} steps" if refine else ""
+    table = Table(title=f"{image.name} ({width}x{height}), model {loaded.path.name if loaded.path else ''}{refined}")
     for column in ("codec", "quality", "bytes", "bpp", "PSNR dB", "MS-SSIM", "encode s", "decode s"):
         table.add_column(column, justify="right" if column != "codec" else "left")
     import time
 
     for quality in range(1, loaded.config.importance_heads + 1):
-        result = encode_image(pixels, quality, loaded)
+        result = encode_image(pixels, quality, loaded, refine_steps=refine)
         started = time.perf_counter()
         decoded = decode_image(result.data, loaded)
         decode_seconds = time.perf_counter() - started

@@ -4,15 +4,19 @@ Registered as ``imgcomp``: files as `compress` writes them (with the low-pass la
 :mod:`imgcomp.lowpass`), with the default model (the shipped one, or the folder or name in
 the ``IMGCOMP_MODEL`` environment variable, which worker processes inherit), and its settings are
 the model's quality levels. ``imgcomp-refine`` is the same with the encoder-side latent
-refinement of :mod:`imgcomp.refine` (``imgcomp encode --refine 20``).
+refinement of :mod:`imgcomp.refine`: ``imgcomp encode --refine N`` with N = 20, or the number in
+the ``IMGCOMP_REFINE_STEPS`` environment variable.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from imgcomp import bitstream
 from imgcomp.codecs.base import Codec, Setting, check_input_image, library_errors
+from imgcomp.errors import ImgcompError
 from imgcomp.zoo import default_model, get_model
 
 
@@ -55,5 +59,12 @@ class RefinedContextModelCodec(ContextModelCodec):
     """The same files, with each latent optimised for its image before coding (slow encode)."""
 
     name = "imgcomp-refine"
-    refine_steps = 20
-    label = f"imgcomp + latent refinement ({refine_steps} steps)"
+    default_refine_steps = 20
+
+    def __init__(self) -> None:
+        super().__init__()
+        value = os.environ.get("IMGCOMP_REFINE_STEPS", str(self.default_refine_steps))
+        if not value.isdigit() or int(value) < 1:
+            raise ImgcompError(f"IMGCOMP_REFINE_STEPS must be a positive whole number, got {value!r}")
+        self.refine_steps = int(value)
+        self.label = f"imgcomp + latent refinement ({self.refine_steps} steps)"
