@@ -68,13 +68,15 @@ def refinement_objective(
 ) -> torch.Tensor:
     """``d + lambda * bits / pixels`` of the masked latent ``z`` for the image ``target`` (1, 3, H, W):
     the value is what the coded file gives (hard quantization; P's estimate of the bits), the
-    gradient the soft one of eq. 4."""
+    gradient the soft one of eq. 4. With ``rate_weight`` 0, P is not run."""
     height, width = target.shape[-2:]
     z_hat, symbols = codec.quantize(z)
-    symbols = codec.context_symbols(symbols, mask)
-    bits = symbol_bits(codec._encoder_logits(symbols, z_hat), symbols).sum() / (height * width)
     x_hat = codec.decode_latent(z_hat)[..., :height, :width].clamp(0.0, 255.0)
     if lowpass is not None:
         x_hat = correct_tensor(target, x_hat, lowpass).clamp(0.0, 255.0)
-    ms_ssim = ms_ssim_tensor(target, x_hat, 255.0, allow_fewer_scales=True).mean()
-    return DISTORTION_SCALE * (1.0 - ms_ssim) + rate_weight * bits
+    objective = DISTORTION_SCALE * (1.0 - ms_ssim_tensor(target, x_hat, 255.0, allow_fewer_scales=True).mean())
+    if rate_weight:
+        symbols = codec.context_symbols(symbols, mask)
+        bits = symbol_bits(codec.encoder_logits(symbols, z_hat), symbols).sum()
+        objective = objective + rate_weight * bits / (height * width)
+    return objective

@@ -166,7 +166,7 @@ class ConditionalProbabilityCodec(nn.Module):
             inputs = torch.cat([z_hat.unsqueeze(1), inputs[:, 1:]], dim=1)
         return inputs
 
-    def _encoder_logits(self, symbols: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
+    def encoder_logits(self, symbols: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
         """P's logits as a function of E's output: P reads ``z_hat`` with the soft gradient of the
         quantizer (sec. 3.2: "to backpropagate through P we use the same approach as for the
         encoder"), with P's own weights held constant, so the rate reaches E, D, Q and not P."""
@@ -228,7 +228,7 @@ class ConditionalProbabilityCodec(nn.Module):
         bits = symbol_bits(logits, symbols)
         encoder_bits = bits.detach()
         if rate_through_context and torch.is_grad_enabled() and z_hat.requires_grad:
-            encoder_bits = symbol_bits(self._encoder_logits(symbols, z_hat), symbols)
+            encoder_bits = symbol_bits(self.encoder_logits(symbols, z_hat), symbols)
         x_hat = self.decode_latent(z_hat)
         return {
             "x_hat": x_hat, "symbols": symbols, "mask": mask, "bits": bits, "logits": logits,
