@@ -426,7 +426,8 @@ def test_visualize_writes_importance_map_and_latents(model_dir: Path, tmp_path: 
         visualize(image, model_dir, tmp_path / "viz", quality=1)  # exists, no --force
 
 
-def test_codec_benchmark_reports_speed_and_cost(model_dir: Path, tmp_path: Path) -> None:
+def test_codec_benchmark_reports_speed_and_cost(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import imgcomp.benchmarks
     from imgcomp.benchmarks import codec_speed, machine, naive_decode_seconds
 
     assert machine()["cpu"] and machine()["cores"] >= 1  # timings say what they were measured on
@@ -436,5 +437,11 @@ def test_codec_benchmark_reports_speed_and_cost(model_dir: Path, tmp_path: Path)
     rows = codec_speed(str(image), loaded, runs=1)
     assert [row["quality"] for row in rows] == [1, 2]
     assert all(row["decode_s_median"] > 0 and row["header_bytes"] < 16 for row in rows)
+    asked = []
+    monkeypatch.setattr(
+        imgcomp.benchmarks, "encode_image",
+        lambda *args, refine_steps, **kwargs: asked.append(refine_steps) or encode_image(*args, refine_steps=refine_steps, **kwargs),
+    )
+    assert len(codec_speed(str(image), loaded, runs=1, refine_steps=3)) == 2 and asked == [3, 3]
     naive = naive_decode_seconds(str(image), loaded, symbols_timed=5)
     assert naive["symbols"] == loaded.config.latent_channels * 4 * 6

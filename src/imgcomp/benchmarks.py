@@ -42,15 +42,16 @@ def machine() -> dict[str, Any]:
     }
 
 
-def codec_speed(image_path: str, model: LoadedModel, runs: int = 5) -> list[dict[str, Any]]:
-    """Median encode/decode seconds, file size and rate vs. the model's estimate, per quality."""
+def codec_speed(image_path: str, model: LoadedModel, runs: int = 5, refine_steps: int = 0) -> list[dict[str, Any]]:
+    """Median encode/decode seconds, file size and rate vs. the model's estimate, per quality
+    (encoding with ``refine_steps`` of latent refinement, :mod:`imgcomp.refine`)."""
     pixels = load_image(image_path)
     height, width = pixels.shape[:2]
     rows = []
     for quality in range(1, model.config.importance_heads + 1):
         encode_times, decode_times = [], []
         for _ in range(runs):
-            result = encode_image(pixels, quality, model)
+            result = encode_image(pixels, quality, model, refine_steps=refine_steps)
             encode_times.append(result.seconds)
             started = time.perf_counter()
             decode_image(result.data, model)

@@ -32,6 +32,7 @@ def bench_codec(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or folder."),
     runs: int = typer.Option(5, help="Runs per quality; medians are reported."),
     large: bool = typer.Option(False, "--large", help="Also encode/decode a 4096x4096 image and report peak memory."),
+    refine: int = typer.Option(0, "--refine", min=0, max=1000, help="Time encoding with N steps of latent refinement (imgcomp encode --refine N)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
 ) -> None:
     """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time."""
@@ -40,8 +41,8 @@ def bench_codec(
 
     loaded = get_model(model)
     record = {
-        "machine": machine(), "image": str(image), "model": str(loaded.path),
-        "qualities": codec_speed(str(image), loaded, runs),
+        "machine": machine(), "image": str(image), "model": str(loaded.path), "refine_steps": refine,
+        "qualities": codec_speed(str(image), loaded, runs, refine),
         "naive_one_symbol_at_a_time": naive_decode_seconds(str(image), loaded),
     }
     if large:
