@@ -9,8 +9,9 @@ optimization for neural image compression"):
 
     minimise  d(x, D(Q(z)) [+ low-pass layer]) + lambda * sum(-log2 P(Q(z))) / pixels
 
-The importance mask stays the one E chose, so only coded positions change. The file format and
-the decoder are untouched: a refined file is an ordinary file of the same model. The price is
+Both the latent values and the importance map (how many channels each position codes) are
+optimised, the map through the straight-through mask as in training. The file format and the
+decoder are untouched: a refined file is an ordinary file of the same model. The price is
 encode time (each step runs D and P forwards and backwards on the whole image).
 """
 
@@ -33,50 +34,68 @@ def refine_latent(
     codec, x: torch.Tensor, head: int, steps: int, height: int, width: int,
     lowpass: LowpassSettings | None, rate_weight: float | None = None, learning_rate: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(z, mask)`` for the padded image ``x`` (1, 3, H', W'), after ``steps`` Adam steps on the
-    objective above; the returned ``z`` is the best one seen (the encoder's own if no step
-    improved on it). ``height`` x ``width`` is the image without padding, where distortion counts."""
+    """``(z * mask, mask)`` for the padded image ``x`` (1, 3, H', W'), after ``steps`` Adam steps on
+    the objective above over the latent and the importance logits; the best pair seen is returned
+    (the encoder's own if no step improved on it). ``height`` x ``width`` is the image without
+    padding, where distortion counts."""
     with torch.no_grad():
-        z_start, mask = codec.encode_latent(x, head)
-    if steps <= 0:
-        return z_start, mask
-    if height * width > MAX_PIXELS:
-        raise ImgcompError(
-            f"image {width}x{height} is too large to refine (at most {MAX_PIXELS // 1_000_000} megapixels); encode it without --refine"
+        z, logits = codec.encode_unmasked(x, head)
+    if steps > 0:
+        if height * width > MAX_PIXELS:
+            raise ImgcompError(
+                f"image {width}x{height} is too large to refine (at most {MAX_PIXELS // 1_000_000} megapixels); encode it without --refine"
+            )
+        z, logits = _optimise(
+            codec, z, logits, x[..., :height, :width], steps, lowpass,
+            DEFAULT_RATE_WEIGHT if rate_weight is None else rate_weight, learning_rate or DEFAULT_LEARNING_RATE,
         )
-    rate_weight = DEFAULT_RATE_WEIGHT if rate_weight is None else rate_weight
-    target = x[..., :height, :width]
+    with torch.no_grad():
+        mask, _ = codec.importance(logits)
+        return z * mask, mask
+
+
+def _optimise(
+    codec, z_start: torch.Tensor, logits_start: torch.Tensor, target: torch.Tensor, steps: int,
+    lowpass: LowpassSettings | None, rate_weight: float, learning_rate: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on ``(z, logits)``; the best pair seen, scored on the objective's (hard) value."""
     z = z_start.clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([z], lr=learning_rate or DEFAULT_LEARNING_RATE)
-    best_loss, best_z = float("inf"), z_start
-    with torch.enable_grad():  # a loaded model's weights need none: only z is optimised
+    logits = logits_start.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([z, logits], lr=learning_rate)
+    best_loss, best = float("inf"), (z_start, logits_start)
+    with torch.enable_grad():  # a loaded model's weights need none: only z and the logits move
         for step in range(steps + 1):
-            loss = refinement_objective(codec, z * mask, mask, target, lowpass, rate_weight)
+            loss = refinement_objective(codec, z, logits, target, lowpass, rate_weight)
             if float(loss.detach()) < best_loss:
-                best_loss, best_z = float(loss.detach()), z.detach().clone()
+                best_loss, best = float(loss.detach()), (z.detach().clone(), logits.detach().clone())
             if step == steps:  # the last pass only scores the last step
                 break
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-    return best_z * mask, mask
+    return best
 
 
 def refinement_objective(
-    codec, z: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, lowpass: LowpassSettings | None,
+    codec, z: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, lowpass: LowpassSettings | None,
     rate_weight: float = DEFAULT_RATE_WEIGHT,
 ) -> torch.Tensor:
-    """``d + lambda * bits / pixels`` of the masked latent ``z`` for the image ``target`` (1, 3, H, W):
-    the value is what the coded file gives (hard quantization; P's estimate of the bits), the
-    gradient the soft one of eq. 4. With ``rate_weight`` 0, P is not run."""
+    """``d + lambda * bits / pixels`` for the unmasked latent ``z`` and importance ``logits`` of the
+    image ``target`` (1, 3, H, W). The value is what the coded file gives (hard quantization and
+    mask; P's estimate of the bits of every coded symbol). The gradient reaches ``z`` through the
+    soft quantization of eq. 4 (in D and in P's input), and the mask as in training: through
+    ``z * m`` and, for the rate, through the masked cost of eq. 19 (dropping a position saves its
+    bits). With ``rate_weight`` 0, P is not run."""
     height, width = target.shape[-2:]
-    z_hat, symbols = codec.quantize(z)
+    mask, _ = codec.importance(logits)
+    z_hat, symbols = codec.quantize(z * mask)
     x_hat = codec.decode_latent(z_hat)[..., :height, :width].clamp(0.0, 255.0)
     if lowpass is not None:
         x_hat = correct_tensor(target, x_hat, lowpass).clamp(0.0, 255.0)
     objective = DISTORTION_SCALE * (1.0 - ms_ssim_tensor(target, x_hat, 255.0, allow_fewer_scales=True).mean())
     if rate_weight:
         symbols = codec.context_symbols(symbols, mask)
-        bits = symbol_bits(codec.encoder_logits(symbols, z_hat), symbols).sum()
-        objective = objective + rate_weight * bits / (height * width)
+        bits = symbol_bits(codec.encoder_logits(symbols, z_hat), symbols)
+        masked_cost = (mask - mask.detach()) * bits.detach()  # value 0, gradient: eq. 19 w.r.t. m
+        objective = objective + rate_weight * (bits + masked_cost).sum() / (height * width)
     return objective

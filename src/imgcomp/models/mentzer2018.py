@@ -191,22 +191,31 @@ class ConditionalProbabilityCodec(nn.Module):
 
     def analyse(self, x: torch.Tensor, head: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Masked latent, mask and the importance map ``y`` in ``[0, K]`` (N, 1, H/8, W/8)."""
+        z, logits = self.encode_unmasked(x, head)
+        mask, y = self.importance(logits)
+        return z * mask, mask, y
+
+    def encode_unmasked(self, x: torch.Tensor, head: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """E's latent before masking and ``head``'s importance logits (N, 1, H/8, W/8), averaged
+        over ``importance_pool`` blocks."""
         if not 0 <= head < self.config.importance_heads:
             raise ImgcompError(
                 f"importance head {head} out of range (model has {self.config.importance_heads})"
             )
         out = self.encoder((x - self.input_mean) / self.input_std)
         K = self.latent_channels
-        z = out[:, :K]
         logits = out[:, K + head : K + head + 1]
         pool = self.config.importance_pool
         if pool > 1:
             height, width = logits.shape[-2:]
             logits = F.avg_pool2d(logits, pool, ceil_mode=True)
             logits = logits.repeat_interleave(pool, -2).repeat_interleave(pool, -1)[..., :height, :width]
-        y = torch.sigmoid(logits) * K
-        mask = binarize_mask(importance_mask(y, K))
-        return z * mask, mask, y
+        return out[:, :K], logits
+
+    def importance(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask (binarised, straight-through; sec. 3.4) and importance map ``y = K * sigmoid(logits)``."""
+        y = torch.sigmoid(logits) * self.latent_channels
+        return binarize_mask(importance_mask(y, self.latent_channels)), y
 
     def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Step 4: ``(z_hat, symbols)``."""
