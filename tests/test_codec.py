@@ -457,3 +457,15 @@ def test_codec_benchmark_reports_speed_and_cost(model_dir: Path, tmp_path: Path,
     assert len(codec_speed(str(image), loaded, runs=1, refine_steps=3)) == 2 and asked == [3, 3]
     naive = naive_decode_seconds(str(image), loaded, symbols_timed=5)
     assert naive["symbols"] == loaded.config.latent_channels * 4 * 6
+
+
+def test_benchmarks_do_not_overwrite_their_json_without_force(tmp_path: Path) -> None:
+    """Checked before any timing: an existing --out is refused with one line and exit code 2."""
+    out = tmp_path / "bench.json"
+    out.write_text("mine")
+    for command in (["codec"], ["train", "--preset", "cpu"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "imgcomp", "bench", *command, "--out", str(out)], capture_output=True, text=True,
+        )
+        assert run.returncode == 2 and "--force" in run.stderr and "Traceback" not in run.stderr
+        assert out.read_text() == "mine"

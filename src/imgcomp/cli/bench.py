@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from imgcomp.cli.demo import DEMO_IMAGE
+from imgcomp.errors import ImgcompError
 
 console = Console(stderr=True)
 bench_app = typer.Typer(help="Benchmarks: print speed figures and write them as JSON.", no_args_is_help=True)
@@ -19,11 +20,19 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
 
 
+def _check_out(out: Optional[Path], force: bool) -> None:
+    """Refuse, before any timing, to overwrite an existing --out without --force."""
+    if out is not None and out.exists() and not force:
+        raise ImgcompError(f"{out}: exists (use --force to overwrite)")
+
+
 def _emit(record: dict, out: Optional[Path]) -> None:
+    from imgcomp.io import write_atomic
+
     text = json.dumps(record, indent=2)
     typer.echo(text)
     if out is not None:
-        out.write_text(text + "\n")
+        write_atomic(out, lambda handle: handle.write((text + "\n").encode()))
 
 
 @bench_app.command("codec")
@@ -34,11 +43,13 @@ def bench_codec(
     large: bool = typer.Option(False, "--large", help="Also encode/decode a 4096x4096 image and report peak memory."),
     refine: int = typer.Option(0, "--refine", min=0, max=1000, help="Time encoding with N steps of latent refinement (imgcomp encode --refine N)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time."""
     from imgcomp.benchmarks import codec_speed, machine, naive_decode_seconds, peak_memory_large
     from imgcomp.zoo import get_model
 
+    _check_out(out, force)
     loaded = get_model(model)
     record = {
         "machine": machine(), "image": str(image), "model": str(loaded.path), "refine_steps": refine,
@@ -57,8 +68,10 @@ def bench_train(
     batch_size: int = typer.Option(8, help="Images per step."),
     crop: int = typer.Option(128, help="Crop size."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Training throughput (steps/s, images/s) of each preset on this machine."""
     from imgcomp.benchmarks import machine, training_throughput
 
+    _check_out(out, force)
     _emit({"machine": machine(), "presets": [training_throughput(p, steps, batch_size, crop) for p in presets]}, out)
