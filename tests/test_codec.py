@@ -203,6 +203,8 @@ def test_refinement_refuses_images_it_cannot_hold_in_memory(model_dir: Path, mon
     with pytest.raises(ImgcompError, match="too large to refine"):
         encode_image(photo(48, 40), quality=1, model=model_dir, refine_steps=1)
     assert encode_image(photo(40, 40), quality=1, model=model_dir, refine_steps=1).data
+    tiny = photo(7, 30)  # too small for MS-SSIM: coded as the encoder has it
+    assert encode_image(tiny, quality=1, model=model_dir, refine_steps=3).data == encode_image(tiny, quality=1, model=model_dir).data
 
 
 def test_refining_codec_for_evaluation(model_dir: Path, monkeypatch) -> None:

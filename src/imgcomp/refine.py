@@ -21,7 +21,7 @@ import torch
 
 from imgcomp.errors import ImgcompError
 from imgcomp.lowpass import LowpassSettings, correct_tensor
-from imgcomp.metrics import ms_ssim_tensor
+from imgcomp.metrics import ms_ssim_scales, ms_ssim_tensor
 from imgcomp.models.context_model import symbol_bits
 
 DEFAULT_RATE_WEIGHT = 10.0  # lambda: the paper's beta (sec. 4), the slope the models were trained at
@@ -37,10 +37,11 @@ def refine_latent(
     """``(z * mask, mask)`` for the padded image ``x`` (1, 3, H', W'), after ``steps`` Adam steps on
     the objective above over the latent and the importance logits; the best pair seen is returned
     (the encoder's own if no step improved on it). ``height`` x ``width`` is the image without
-    padding, where distortion counts."""
+    padding, where distortion counts. Images too small for two MS-SSIM scales (under 22 pixels a
+    side) have nothing to score and keep the encoder's pair."""
     with torch.no_grad():
         z, logits = codec.encode_unmasked(x, head)
-    if steps > 0:
+    if steps > 0 and ms_ssim_scales(height, width) >= 2:
         if height * width > MAX_PIXELS:
             raise ImgcompError(
                 f"image {width}x{height} is too large to refine (at most {MAX_PIXELS // 1_000_000} megapixels); encode it without --refine"
