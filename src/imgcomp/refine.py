@@ -25,7 +25,7 @@ from imgcomp.metrics import ms_ssim_scales, ms_ssim_tensor
 from imgcomp.models.context_model import symbol_bits
 
 DEFAULT_RATE_WEIGHT = 10.0  # lambda: the paper's beta (sec. 4), the slope the models were trained at
-DEFAULT_LEARNING_RATE = 0.05  # Adam step on latent values (centers lie in about [-2, 2])
+DEFAULT_LEARNING_RATE = 0.05  # Adam step on latent values (centers lie in about [-2, 2]) and logits
 DISTORTION_SCALE = 100.0  # d = 100 * (1 - MS-SSIM), as in training (sec. 4)
 MAX_PIXELS = 2048 * 2048  # backward passes hold D's activations: ~1.3 GB per megapixel (peak ~5.5 GB)
 
