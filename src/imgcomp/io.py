@@ -109,6 +109,13 @@ def as_rgb_array(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def check_writable(paths, force: bool) -> None:
+    """Refuse to overwrite a user's file: the first of ``paths`` that exists raises, unless ``force``."""
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if existing and not force:
+        raise ImgcompError(f"{existing[0]}: exists (use --force to overwrite)")
+
+
 def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = False) -> Path:
     """Write an RGB array; the format follows the suffix. Refuses to overwrite unless ``force``.
 
@@ -116,8 +123,7 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = Fals
     partial output behind.
     """
     path = Path(path)
-    if path.exists() and not force:
-        raise ImgcompError(f"{path}: exists (use --force to overwrite)")
+    check_writable([path], force)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ImgcompError(f"{path}: unknown image suffix {path.suffix!r}")

@@ -20,13 +20,14 @@ from __future__ import annotations
 import torch
 
 from imgcomp.errors import ImgcompError
-from imgcomp.lowpass import LowpassSettings, correct_tensor
-from imgcomp.metrics import ms_ssim_scales, ms_ssim_tensor
+from imgcomp.lowpass import LowpassSettings
+from imgcomp.metrics import ms_ssim_scales
 from imgcomp.models.context_model import symbol_bits
+from imgcomp.training.losses import LossWeights, distortion
 
-DEFAULT_RATE_WEIGHT = 10.0  # lambda: the paper's beta (sec. 4), the slope the models were trained at
+_TRAINING = LossWeights()  # the objective's scales as in training (sec. 4)
+DEFAULT_RATE_WEIGHT = _TRAINING.beta  # lambda: the paper's beta, the slope the models were trained at
 DEFAULT_LEARNING_RATE = 0.05  # Adam step on latent values (centers lie in about [-2, 2]) and logits
-DISTORTION_SCALE = 100.0  # d = 100 * (1 - MS-SSIM), as in training (sec. 4)
 MAX_PIXELS = 2048 * 2048  # backward passes hold D's activations: ~1.3 GB per megapixel (peak ~5.5 GB)
 
 
@@ -90,10 +91,8 @@ def refinement_objective(
     height, width = target.shape[-2:]
     mask, _ = codec.importance(logits)
     z_hat, symbols = codec.quantize(z * mask)
-    x_hat = codec.decode_latent(z_hat)[..., :height, :width].clamp(0.0, 255.0)
-    if lowpass is not None:
-        x_hat = correct_tensor(target, x_hat, lowpass).clamp(0.0, 255.0)
-    objective = DISTORTION_SCALE * (1.0 - ms_ssim_tensor(target, x_hat, 255.0, allow_fewer_scales=True).mean())
+    x_hat = codec.decode_latent(z_hat)[..., :height, :width]
+    objective, _ = distortion(target, x_hat, _TRAINING.distortion_scale, lowpass=lowpass)
     if rate_weight:
         symbols = codec.context_symbols(symbols, mask)
         bits = symbol_bits(codec.encoder_logits(symbols, z_hat), symbols)

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 
 from imgcomp.cli.demo import DEMO_IMAGE
-from imgcomp.errors import ImgcompError
 
 console = Console(stderr=True)
 bench_app = typer.Typer(help="Benchmarks: print speed figures and write them as JSON.", no_args_is_help=True)
@@ -18,12 +17,6 @@ bench_app = typer.Typer(help="Benchmarks: print speed figures and write them as 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
-
-
-def _check_out(out: Optional[Path], force: bool) -> None:
-    """Refuse, before any timing, to overwrite an existing --out without --force."""
-    if out is not None and out.exists() and not force:
-        raise ImgcompError(f"{out}: exists (use --force to overwrite)")
 
 
 def _emit(record: dict, out: Optional[Path]) -> None:
@@ -47,9 +40,10 @@ def bench_codec(
 ) -> None:
     """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time."""
     from imgcomp.benchmarks import codec_speed, machine, naive_decode_seconds, peak_memory_large
+    from imgcomp.io import check_writable
     from imgcomp.zoo import get_model
 
-    _check_out(out, force)
+    check_writable([out] if out else [], force)  # before any timing
     loaded = get_model(model)
     record = {
         "machine": machine(), "image": str(image), "model": str(loaded.path), "refine_steps": refine,
@@ -72,6 +66,7 @@ def bench_train(
 ) -> None:
     """Training throughput (steps/s, images/s) of each preset on this machine."""
     from imgcomp.benchmarks import machine, training_throughput
+    from imgcomp.io import check_writable
 
-    _check_out(out, force)
+    check_writable([out] if out else [], force)  # before any timing
     _emit({"machine": machine(), "presets": [training_throughput(p, steps, batch_size, crop) for p in presets]}, out)

@@ -30,12 +30,6 @@ def _outputs(inputs: List[Path], output: Optional[Path], suffix: str) -> list[Pa
     return [(folder or path.parent) / (path.stem + suffix) for path in inputs]
 
 
-def _check_writable(paths: list[Path], force: bool) -> None:
-    existing = [p for p in paths if p.exists()]
-    if existing and not force:
-        raise ImgcompError(f"{existing[0]}: exists (use --force to overwrite)")
-
-
 def _run_all(inputs, outputs, work, json_output: bool) -> None:
     from rich.progress import Progress
 
@@ -67,13 +61,13 @@ def encode_command(
 ) -> None:
     """Compress images to .icz files."""
     from imgcomp.codec import encode_image
-    from imgcomp.io import write_atomic
+    from imgcomp.io import check_writable, write_atomic
     from imgcomp.lowpass import LowpassSettings
     from imgcomp.zoo import get_model
 
     lowpass = None if lowpass_block == 0 else LowpassSettings(lowpass_block, lowpass_step)
     outputs = _outputs(inputs, output, ".icz")
-    _check_writable(outputs, force)
+    check_writable(outputs, force)
     loaded = get_model(model)
 
     def work(source: Path, target: Path) -> dict:
@@ -101,10 +95,10 @@ def decode_command(
 ) -> None:
     """Decompress .icz files to PNG (or any format by the output's suffix)."""
     from imgcomp.codec import decode_image
-    from imgcomp.io import save_image
+    from imgcomp.io import check_writable, save_image
 
     outputs = _outputs(inputs, output, ".png")
-    _check_writable(outputs, force)
+    check_writable(outputs, force)
 
     def work(source: Path, target: Path) -> dict:
         if not source.is_file():

@@ -14,7 +14,7 @@ import numpy as np
 
 from imgcomp.codecs import Codec, available_codecs, get_codec
 from imgcomp.errors import ImgcompError
-from imgcomp.io import load_image, write_atomic
+from imgcomp.io import check_writable, load_image, write_atomic
 from imgcomp.metrics import bits_per_pixel, ms_ssim, psnr
 
 FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -133,8 +133,7 @@ def write_comparison(
     fmt = FIGURE_FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise ImgcompError(f"{out}: figure suffix must be one of {', '.join(FIGURE_FORMATS)}")
-    if out.exists() and not force:
-        raise ImgcompError(f"{out}: exists (use --force to overwrite)")
+    check_writable([out], force)
     if not (math.isfinite(target_bpp) and target_bpp > 0):
         raise ImgcompError(f"--bpp must be a positive number, got {target_bpp}")
     names = list(codecs) if codecs else available_codecs(baseline_only=True)

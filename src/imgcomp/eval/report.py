@@ -33,7 +33,7 @@ from imgcomp.eval.size_at_quality import (
     operating_points,
     relative_sizes,
 )
-from imgcomp.io import write_atomic
+from imgcomp.io import check_writable, write_atomic
 from imgcomp.metrics import ms_ssim_db
 
 REPORT_FILES = (
@@ -437,9 +437,7 @@ def write_report(report: Report, out_dir: str | os.PathLike, *, force: bool = Fa
     from imgcomp.eval.plots import close, figure_bytes, rd_figure
 
     targets = report_paths(out_dir)
-    existing = [p for p in targets if p.exists()]
-    if existing and not force:
-        raise ImgcompError(f"{existing[0]}: exists (use --force to overwrite)")
+    check_writable(targets, force)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ImgcompError(f"{out_dir}: exists and is not a folder")

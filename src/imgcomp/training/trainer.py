@@ -172,9 +172,8 @@ class Trainer:
         # A frozen P or auto-encoder is not wrapped (DDP syncs the gradients of what it wraps).
         wrapped = self.trained if (config.context_only or config.decoder_only) else self.model
         self.ddp_model = distributed.wrap(wrapped, self.dist)
-        ae_parameters = self.model.autoencoder_parameters()
-        if self.trained is not self.model and not config.context_only:
-            ae_parameters = list(self.trained.parameters())
+        one_network = config.decoder_only or config.encoder_only
+        ae_parameters = list(self.trained.parameters()) if one_network else self.model.autoencoder_parameters()
         self.opt_ae = torch.optim.Adam(ae_parameters, lr=config.lr, foreach=True)
         self.opt_p = torch.optim.Adam(self.model.context_parameters(), lr=config.context_lr, foreach=True)
         milestones = [int(f * config.steps) for f in config.lr_decay_at]
