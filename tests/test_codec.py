@@ -133,11 +133,11 @@ def test_low_pass_layer_corrects_the_reconstruction_and_can_be_left_out(model_di
     from dataclasses import replace
 
     import imgcomp.codec as codec_module
-    from imgcomp.lowpass import LowpassSettings
+    from imgcomp.lowpass import DEFAULT_LOWPASS, LowpassSettings
 
     image = photo(48, 80, seed=2)
     bare = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True, lowpass=None)
-    corrected = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True)
+    corrected = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True, lowpass=DEFAULT_LOWPASS)
     fine = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True, lowpass=LowpassSettings(16, 1))
     for result in (bare, corrected, fine):
         assert np.array_equal(decode_image(result.data, model=model_dir), result.reconstruction)
@@ -153,6 +153,29 @@ def test_low_pass_layer_corrects_the_reconstruction_and_can_be_left_out(model_di
     header, payload = bitstream.unpack(encode_image(image, quality=2, model=model_dir, lowpass=None).data)
     version_2 = bitstream.pack(replace(header, version=2), payload)
     assert np.array_equal(decode_image(version_2, model=model_dir), bare.reconstruction)
+
+
+def test_default_encoder_searches_the_low_pass_settings(model_dir: Path, monkeypatch) -> None:
+    """By default the encoder codes the layer with the settings ``choose_lowpass`` picks for the
+    image (and its estimate of the latent's bits); decoders read them from the file."""
+    import imgcomp.codec as codec_module
+    from imgcomp.lowpass import choose_lowpass
+
+    image = photo(64, 96, seed=5)
+    calls = []
+
+    def spy(original, decoded, latent_bits):
+        calls.append(latent_bits)
+        return choose_lowpass(original, decoded, latent_bits)
+
+    monkeypatch.setattr(codec_module, "choose_lowpass", spy)
+    auto = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True)
+    assert len(calls) == 1 and 0 < calls[0] < auto.estimated_bits
+    assert np.array_equal(decode_image(auto.data, model=model_dir), auto.reconstruction)
+    chosen, _ = choose_lowpass(image, encode_image(image, quality=2, model=model_dir, keep_reconstruction=True, lowpass=None).reconstruction, calls[0])
+    assert encode_image(image, quality=2, model=model_dir, lowpass=chosen).data == auto.data
+    with pytest.raises(ImgcompError, match="lowpass must be"):
+        encode_image(image, quality=2, model=model_dir, lowpass="32x4")
 
 
 def test_latent_refinement_lowers_the_objective_and_writes_ordinary_files(model_dir: Path, monkeypatch) -> None:
@@ -241,6 +264,9 @@ def test_encode_command_low_pass_options(model_dir: Path, tmp_path: Path) -> Non
     bare = (tmp_path / "in.icz").read_bytes()
     assert encode("--lowpass-step", "2", "--force").returncode == 0
     assert len((tmp_path / "in.icz").read_bytes()) > len(bare)
+    refused = encode("--lowpass-block", "0", "--lowpass-step", "2", "--force")
+    assert refused.returncode != 0 and "--lowpass-step" in refused.stderr and "Traceback" not in refused.stderr
+    assert encode("--force").returncode == 0  # settings searched per image
     refused = encode("--refine", "-3", "--force")
     assert refused.returncode != 0 and "--refine" in refused.stderr and "Traceback" not in refused.stderr
     assert encode("--refine", "2", "--force").returncode == 0

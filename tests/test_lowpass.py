@@ -13,6 +13,7 @@ from imgcomp.lowpass import (
     decode_offsets,
     encode_offsets,
     fit_offsets,
+    offset_bits,
 )
 
 
@@ -138,3 +139,43 @@ def test_training_settings_are_checked() -> None:
         TrainConfig(data="d", crop=144, lowpass_block=32)
     with pytest.raises(ImgcompError, match="low-pass"):
         TrainConfig(data="d", lowpass_block=24)
+
+
+@pytest.mark.parametrize("settings", [LowpassSettings(16, 2), LowpassSettings(32, 4), LowpassSettings(64, 16)])
+def test_offset_bits_is_what_the_coder_counts(settings: LowpassSettings) -> None:
+    offsets = np.clip(np.cumsum(np.random.default_rng(3).integers(-3, 4, (3, 9, 14)), axis=2), -settings.limit, settings.limit)
+    assert offset_bits(offsets, settings) == pytest.approx(encode_offsets(SymbolEncoder(), offsets, settings), rel=1e-9)
+
+
+def drifted(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A textured image and a 'decoded' copy whose colour drifts smoothly across it."""
+    original = textured(height, width, seed=4)
+    rows, cols = np.mgrid[0:height, 0:width]
+    drift = 30 * np.sin(rows / 23.0)[..., None] * np.array([1.0, -0.5, 0.8]) + 15 * np.cos(cols / 31.0)[..., None]
+    return original, np.clip(original + drift, 0, 255).astype(np.uint8)
+
+
+def test_the_search_trades_rate_for_ms_ssim() -> None:
+    """``choose_lowpass`` returns one of its candidates with the offsets fit_offsets gives it; a
+    free rate buys the most accurate correction, an exorbitant one no section at all, and the
+    default picks a section that corrects a strong drift."""
+    from imgcomp.lowpass import BLOCK_SIZES, SEARCH_STEPS, choose_lowpass
+    from imgcomp.metrics import ms_ssim
+
+    original, decoded = drifted(200, 260)
+    chosen, offsets = choose_lowpass(original, decoded, latent_bits=20_000)
+    assert chosen is not None and chosen.block in BLOCK_SIZES and chosen.step in SEARCH_STEPS
+    assert np.array_equal(offsets, fit_offsets(original, decoded, chosen))
+    assert ms_ssim(original, apply_offsets(decoded, offsets, chosen)) > ms_ssim(original, decoded) + 0.01
+
+    free, _ = choose_lowpass(original, decoded, latent_bits=20_000, tradeoff=0.0)
+    assert (free.block, free.step) == (16, 2)
+    assert choose_lowpass(original, decoded, latent_bits=20_000, tradeoff=1e6) == (None, None)
+
+
+def test_images_too_small_to_search_get_the_default_settings() -> None:
+    from imgcomp.lowpass import DEFAULT_LOWPASS, choose_lowpass
+
+    original, decoded = drifted(20, 40)  # one MS-SSIM scale only
+    chosen, offsets = choose_lowpass(original, decoded, latent_bits=500)
+    assert chosen == DEFAULT_LOWPASS and np.array_equal(offsets, fit_offsets(original, decoded, DEFAULT_LOWPASS))

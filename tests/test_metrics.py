@@ -139,3 +139,32 @@ def test_matmul_ssim_equals_pytorch_msssim() -> None:
     got = _ssim_by_matmul(x, y, window.flatten(), 255)
     for a, b in zip(expected, got):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_tiled_filtering_and_scale_factors_equal_pytorch_msssim() -> None:
+    """Sides over ``TILED_ABOVE`` are filtered in tiles (including a short last tile); the
+    per-scale factors recombine to pytorch_msssim's five-scale value, and ``until`` stops early."""
+    from pytorch_msssim import ms_ssim as reference
+    from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+
+    from imgcomp.metrics import (
+        TILED_ABOVE,
+        _ssim_by_matmul,
+        combine_scale_factors,
+        ms_ssim_halve,
+        ms_ssim_scale_factors,
+    )
+
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 171, TILED_ABOVE + 75) * 255  # 171 - 10 = 161 rows: 5 tiles of 32 + 1
+    y = (x + torch.randn_like(x) * 25).clamp(0, 255)
+    window = _fspecial_gauss_1d(11, 1.5)
+    for a, b in zip(_ssim(x, y, 255, window.repeat(3, 1, 1, 1), size_average=False), _ssim_by_matmul(x, y, window.flatten(), 255)):
+        assert torch.allclose(a, b, atol=1e-5)
+    factors = ms_ssim_scale_factors(x, y, 0, 5)
+    assert len(factors) == 5 and all(f.shape == (1, 3) for f in factors)
+    assert float(combine_scale_factors(factors).mean()) == pytest.approx(float(reference(x, y, data_range=255)), abs=1e-5)
+    assert ms_ssim_scales(171, 171) == 5  # what pytorch_msssim needs for five
+    first = ms_ssim_scale_factors(x, y, 0, 5, until=1)
+    rest = ms_ssim_scale_factors(ms_ssim_halve(x), ms_ssim_halve(y), 1, 5)
+    assert len(first) == 1 and all(torch.allclose(a, b) for a, b in zip(first + rest, factors))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,7 +29,9 @@ from imgcomp.entropy import SymbolDecoder, SymbolEncoder, WavefrontContextModel
 from imgcomp.entropy.range_coder import uniform_probabilities
 from imgcomp.errors import ImgcompError
 from imgcomp.io import ImageSource, load_image
-from imgcomp.lowpass import DEFAULT_LOWPASS, LowpassSettings, apply_offsets, decode_offsets, encode_offsets, fit_offsets
+from imgcomp.lowpass import (
+    AUTO, DEFAULT_LOWPASS, LowpassSettings, apply_offsets, choose_lowpass, decode_offsets, encode_offsets, fit_offsets,
+)
 from imgcomp.models.export import LoadedModel
 from imgcomp.models.mentzer2018 import DOWNSAMPLING
 from imgcomp.refine import refine_latent
@@ -97,13 +100,15 @@ def _check_quality(model: LoadedModel, quality: int | None) -> int:
 def encode_image(
     image: ImageSource, quality: int | None = None,
     model: str | os.PathLike | LoadedModel | None = None, keep_reconstruction: bool = False,
-    lowpass: LowpassSettings | None = DEFAULT_LOWPASS, refine_steps: int = 0,
+    lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0,
 ) -> EncodeResult:
     """Compress an image; the full-detail API behind :func:`compress`.
 
-    ``lowpass`` sets the low-pass correction layer (:mod:`imgcomp.lowpass`); ``None`` leaves it
-    out (the file then holds only what Mentzer et al. code). ``refine_steps`` > 0 optimises the
-    latent for this image first (:mod:`imgcomp.refine`): smaller, better files for a slower encode."""
+    ``lowpass`` sets the low-pass correction layer (:mod:`imgcomp.lowpass`): ``"auto"`` picks its
+    settings for this image by rate-distortion search (:func:`~imgcomp.lowpass.choose_lowpass`),
+    ``None`` leaves it out (the file then holds only what Mentzer et al. code). ``refine_steps`` > 0
+    optimises the latent for this image first (:mod:`imgcomp.refine`): smaller, better files for
+    a slower encode."""
     started = time.perf_counter()
     if refine_steps < 0:
         raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
@@ -115,7 +120,10 @@ def encode_image(
         raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
     codec = loaded.model
     x = pad_to_multiple(image_to_tensor(pixels), DOWNSAMPLING).contiguous(memory_format=torch.channels_last)
-    z, mask = refine_latent(codec, x, quality - 1, refine_steps, height, width, lowpass)
+    if lowpass is not None and lowpass != AUTO and not isinstance(lowpass, LowpassSettings):
+        raise ImgcompError(f"lowpass must be LowpassSettings, {AUTO!r} or None, got {lowpass!r}")
+    objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
+    z, mask = refine_latent(codec, x, quality - 1, refine_steps, height, width, objective_lowpass)
     with torch.no_grad():
         symbols = codec.context_symbols(codec.quantizer.symbols(z), mask)[0]
         active = _active_channels(symbols, codec.masked_out_symbol())
@@ -126,7 +134,11 @@ def encode_image(
             wavefront = _wavefront(loaded, tuple(tile.shape))
             bits += wavefront.encode(tile, encoder)
         decoded = _reconstruct(codec, symbols, height, width) if keep_reconstruction or lowpass is not None else None
-        offsets = fit_offsets(pixels, decoded, lowpass) if lowpass is not None else None
+        offsets = None
+        if lowpass == AUTO:
+            lowpass, offsets = choose_lowpass(pixels, decoded, bits)
+        elif lowpass is not None:
+            offsets = fit_offsets(pixels, decoded, lowpass)
         bits += encode_offsets(encoder, offsets, lowpass)
         payload = encoder.finish()
         reconstruction = None

@@ -72,6 +72,8 @@ def ms_ssim_scales(height: int, width: int) -> int:
     side = min(height, width)
     if side < WINDOW_SIZE:
         return 0
+    if side >= MIN_SIDE_5_SCALES:  # what pytorch_msssim needs for its five
+        return 5
     return min(5, 1 + int(math.floor(math.log2(side / WINDOW_SIZE))))
 
 
@@ -90,20 +92,41 @@ def ms_ssim_tensor(
             f"for its 5 scales, got {width}x{height}"
             + ("" if scales >= 2 else "; too small even for the reduced-scale fallback")
         )
-    weights = x.new_tensor(MS_SSIM_WEIGHTS[:scales])
-    weights = weights / weights.sum()
+    return combine_scale_factors(ms_ssim_scale_factors(x, y, 0, scales, data_range)).mean(1)
+
+
+def ms_ssim_halve(x: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM's step to the next scale: 2x2 average pooling (an odd side is padded)."""
+    return F.avg_pool2d(x, kernel_size=2, padding=[s % 2 for s in x.shape[2:]])
+
+
+def ms_ssim_scale_factors(
+    x: torch.Tensor, y: torch.Tensor, first: int, scales: int, data_range: float = 255.0,
+    until: int | None = None,
+) -> list[torch.Tensor]:
+    """MS-SSIM's per-scale factors (N, C) at scales ``first .. until - 1`` (0 = full size;
+    ``until`` defaults to ``scales``) of an MS-SSIM over ``scales`` scales, for ``x`` and ``y``
+    already at scale ``first``: the clipped contrast-structure term at every scale but the last
+    of the ``scales``, the clipped SSIM there (Wang et al. 2003, eq. 7 before the exponents)."""
     window = _fspecial_gauss_1d(WINDOW_SIZE, 1.5).flatten().to(x.dtype)
     factors = []
-    for level in range(scales):
+    for level in range(first, scales if until is None else until):
         ssim_per_channel, cs = _ssim_by_matmul(x, y, window, data_range)
-        if level < scales - 1:
-            factors.append(torch.relu(cs))
-            padding = [s % 2 for s in x.shape[2:]]
-            x = torch.nn.functional.avg_pool2d(x, kernel_size=2, padding=padding)
-            y = torch.nn.functional.avg_pool2d(y, kernel_size=2, padding=padding)
-    factors.append(torch.relu(ssim_per_channel))
+        if level == scales - 1:
+            factors.append(torch.relu(ssim_per_channel))
+            break
+        factors.append(torch.relu(cs))
+        x, y = ms_ssim_halve(x), ms_ssim_halve(y)
+    return factors
+
+
+def combine_scale_factors(factors: list[torch.Tensor]) -> torch.Tensor:
+    """MS-SSIM per batch element and channel (N, C) from all its scales' factors: the product of
+    factor ** weight, with the standard weights renormalised when there are fewer than five scales."""
     stacked = torch.stack(factors, dim=0)
-    return torch.prod(stacked ** weights.view(-1, 1, 1), dim=0).mean(1)
+    weights = stacked.new_tensor(MS_SSIM_WEIGHTS[: len(factors)])
+    weights = weights / weights.sum()
+    return torch.prod(stacked ** weights.view(-1, 1, 1), dim=0)
 
 
 @lru_cache(maxsize=32)
@@ -114,18 +137,44 @@ def _valid_filter_matrix(size: int, window: tuple[float, ...]) -> torch.Tensor:
     return torch.stack([F.pad(taps, (i, size - k - i)) for i in range(size - k + 1)])
 
 
+FILTER_TILE = 32  # output rows/columns per band-matrix product on sides above TILED_ABOVE
+TILED_ABOVE = 128
+
+
+def _filter_valid(maps: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
+    """'Valid' separable filtering of the last two dimensions by ``taps``. Sides up to
+    ``TILED_ABOVE`` take one band-matrix product (as the cpu preset's training crops do); longer sides go
+    in tiles of ``FILTER_TILE`` outputs, so the cost grows with the side, not its square."""
+    k = len(taps)
+    height, width = maps.shape[-2:]
+    if height <= TILED_ABOVE:
+        maps = _valid_filter_matrix(height, taps).to(maps.dtype) @ maps
+    else:
+        band = _valid_filter_matrix(FILTER_TILE + k - 1, taps).to(maps.dtype)
+        maps = torch.cat([
+            band[:n, : n + k - 1] @ maps[..., top : top + n + k - 1, :]
+            for top in range(0, height - k + 1, FILTER_TILE)
+            for n in [min(FILTER_TILE, height - k + 1 - top)]
+        ], dim=-2)
+    if width <= TILED_ABOVE:
+        return maps @ _valid_filter_matrix(width, taps).to(maps.dtype).T
+    band = _valid_filter_matrix(FILTER_TILE + k - 1, taps).to(maps.dtype)
+    return torch.cat([
+        maps[..., left : left + n + k - 1] @ band[:n, : n + k - 1].T
+        for left in range(0, width - k + 1, FILTER_TILE)
+        for n in [min(FILTER_TILE, width - k + 1 - left)]
+    ], dim=-1)
+
+
 def _ssim_by_matmul(
     x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """pytorch_msssim's ``_ssim`` (same constants, 'valid' Gaussian filtering), with the
-    separable filter done as two matrix products: many times faster on CPU for small images,
-    where the depthwise convolutions dominate a training step."""
+    separable filter done as matrix products: many times faster on CPU than depthwise
+    convolutions."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    taps = tuple(window.tolist())
-    rows = _valid_filter_matrix(x.shape[-2], taps).to(x.dtype)
-    cols = _valid_filter_matrix(x.shape[-1], taps).to(x.dtype)
     maps = torch.stack([x, y, x * x, y * y, x * y])
-    mu_x, mu_y, xx, yy, xy = rows @ maps @ cols.T
+    mu_x, mu_y, xx, yy, xy = _filter_valid(maps, tuple(window.tolist()))
     sigma_x, sigma_y, sigma_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     cs_map = (2 * sigma_xy + c2) / (sigma_x + sigma_y + c2)
     ssim_map = ((2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)) * cs_map

@@ -48,13 +48,27 @@ def _run_all(inputs, outputs, work, json_output: bool) -> None:
             )
 
 
+def _lowpass_choice(block: int | None, step: int | None):
+    """``--lowpass-block`` / ``--lowpass-step`` -> ``encode_image``'s ``lowpass``: per-image search
+    when neither is given, none for block 0, else fixed settings (block 32, step 4 by default)."""
+    from imgcomp.lowpass import AUTO, DEFAULT_LOWPASS, LowpassSettings
+
+    if block is None and step is None:
+        return AUTO
+    if block == 0:
+        if step is not None:
+            raise ImgcompError("--lowpass-step has no meaning with --lowpass-block 0 (no low-pass layer)")
+        return None
+    return LowpassSettings(block or DEFAULT_LOWPASS.block, step or DEFAULT_LOWPASS.step)
+
+
 def encode_command(
     inputs: List[Path] = typer.Argument(..., help="Images to compress (PNG, JPEG, WebP, TIFF, ...)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input) or folder; default: beside each input, .icz."),
     quality: Optional[int] = typer.Option(None, "-q", "--quality", help="Quality level, 1 = smallest file; default: the model's highest."),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Shipped model name or exported model folder."),
-    lowpass_block: int = typer.Option(32, "--lowpass-block", help="Block size (16, 32 or 64 pixels) of the low-pass correction layer; 0 leaves it out (only what Mentzer et al. code)."),
-    lowpass_step: int = typer.Option(4, "--lowpass-step", help="Quantization step (1-16 levels) of the low-pass correction layer."),
+    lowpass_block: Optional[int] = typer.Option(None, "--lowpass-block", help="Block size (16, 32 or 64 pixels) of the low-pass correction layer; 0 leaves it out (only what Mentzer et al. code). Default: block size and step chosen per image by rate-distortion search."),
+    lowpass_step: Optional[int] = typer.Option(None, "--lowpass-step", help="Quantization step (1-16 levels) of the low-pass correction layer (default 4 when --lowpass-block is given)."),
     refine: int = typer.Option(0, "--refine", min=0, max=1000, help="Optimise each image's latent for the decoder in N gradient steps before coding (smaller, better files; each step costs about as much as decoding). 0: the encoder's latent, as published."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
@@ -62,10 +76,9 @@ def encode_command(
     """Compress images to .icz files."""
     from imgcomp.codec import encode_image
     from imgcomp.io import check_writable, write_atomic
-    from imgcomp.lowpass import LowpassSettings
     from imgcomp.zoo import get_model
 
-    lowpass = None if lowpass_block == 0 else LowpassSettings(lowpass_block, lowpass_step)
+    lowpass = _lowpass_choice(lowpass_block, lowpass_step)
     outputs = _outputs(inputs, output, ".icz")
     check_writable(outputs, force)
     loaded = get_model(model)
