@@ -179,3 +179,29 @@ def test_images_too_small_to_search_get_the_default_settings() -> None:
     original, decoded = drifted(20, 40)  # one MS-SSIM scale only
     chosen, offsets = choose_lowpass(original, decoded, latent_bits=500)
     assert chosen == DEFAULT_LOWPASS and np.array_equal(offsets, fit_offsets(original, decoded, DEFAULT_LOWPASS))
+
+
+def test_block_means_of_every_size_at_once_are_exact() -> None:
+    from imgcomp.lowpass import BLOCK_SIZES, _block_means_every_size, block_means
+
+    original, decoded = drifted(83, 150)  # partial blocks of every size at both edges
+    every = _block_means_every_size(original, decoded)
+    assert sorted(every) == sorted(BLOCK_SIZES)
+    for block, means in every.items():
+        assert np.array_equal(means, block_means(original, decoded, block))
+
+
+def test_large_images_are_searched_on_a_central_window(monkeypatch) -> None:
+    """Over ``SEARCH_MAX_PIXELS`` the search scores a block-aligned central window (its offsets
+    the whole image's); the answer is still a whole-image section."""
+    import imgcomp.lowpass as lowpass
+
+    assert lowpass._search_window(512, 768) == (0, 0, 512, 768)
+    monkeypatch.setattr(lowpass, "SEARCH_MAX_PIXELS", 128 * 128)
+    top, left, rows, cols = lowpass._search_window(300, 700)
+    assert (rows, cols) == (128, 128) and top % 64 == 0 and left % 64 == 0
+    assert top <= (300 - rows) // 2 and left <= (700 - cols) // 2
+    assert lowpass._search_window(100, 5000) == (0, 2432, 100, 128)
+    original, decoded = drifted(300, 700)
+    chosen, offsets = lowpass.choose_lowpass(original, decoded, latent_bits=50_000)
+    assert chosen is not None and np.array_equal(offsets, fit_offsets(original, decoded, chosen))

@@ -168,3 +168,7 @@ def test_tiled_filtering_and_scale_factors_equal_pytorch_msssim() -> None:
     first = ms_ssim_scale_factors(x, y, 0, 5, until=1)
     rest = ms_ssim_scale_factors(ms_ssim_halve(x), ms_ssim_halve(y), 1, 5)
     assert len(first) == 1 and all(torch.allclose(a, b) for a, b in zip(first + rest, factors))
+    from imgcomp.metrics import MsSsimReference
+
+    reference = MsSsimReference(ms_ssim_halve(x), 1, 5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(reference.factors(ms_ssim_halve(y)), rest))

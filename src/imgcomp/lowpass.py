@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
 from imgcomp.entropy.range_coder import ideal_bits, uniform_probabilities
 from imgcomp.errors import ImgcompError
-from imgcomp.metrics import combine_scale_factors, ms_ssim_db, ms_ssim_halve, ms_ssim_scale_factors, ms_ssim_scales
+from imgcomp.metrics import (
+    MsSsimReference, combine_scale_factors, ms_ssim_db, ms_ssim_halve, ms_ssim_scale_factors, ms_ssim_scales,
+)
 from imgcomp.tensors import image_to_tensor
 
 BLOCK_SIZES = (16, 32, 64)  # coded as 1, 2, 3; 0 means no correction
@@ -60,6 +62,7 @@ SEARCH_STEPS = (2, 3, 4, 6, 8)  # tried with every block size, and no section at
 # mu of choose_lowpass: one dB of MS-SSIM is worth e^(1/mu) - 1 = 18% more bits. Picked among
 # 3, 4, 5, 6, 8 on 12 training photos (data/trainsel), where it gave the best BD-rate.
 RATE_TRADEOFF = 6.0
+SEARCH_MAX_PIXELS = 1024 * 1024  # larger images are scored on a central window of this size
 
 
 def _block_grid(height: int, width: int, block: int) -> tuple[int, int]:
@@ -78,6 +81,32 @@ def block_means(original: np.ndarray, decoded: np.ndarray, block: int) -> np.nda
     sums = residual.reshape(bh, block, bw, block, 3).sum(axis=(1, 3))
     counts = count.reshape(bh, block, bw, block, 1).sum(axis=(1, 3))
     return (sums / counts).transpose(2, 0, 1)
+
+
+def _block_means_every_size(original: np.ndarray, decoded: np.ndarray) -> dict[int, np.ndarray]:
+    """:func:`block_means` for every size in ``BLOCK_SIZES`` at once: integer sums over the
+    smallest blocks, added up 2x2 for the larger ones (exact, so the means are the same)."""
+    height, width = original.shape[:2]
+    big = BLOCK_SIZES[-1]
+    bh, bw = _block_grid(height, width, big)
+    residual = np.zeros((bh * big, bw * big, 3), np.int64)
+    count = np.zeros((bh * big, bw * big, 1), np.int64)
+    residual[:height, :width] = original.astype(np.int64) - decoded
+    count[:height, :width] = 1
+    block = BLOCK_SIZES[0]
+    rows, cols = bh * big // block, bw * big // block
+    sums = residual.reshape(rows, block, cols, block, 3).sum(axis=(1, 3))
+    counts = count.reshape(rows, block, cols, block, 1).sum(axis=(1, 3))
+    means = {}
+    for size in BLOCK_SIZES:
+        if size != block:
+            factor, block = size // block, size
+            rows, cols = rows // factor, cols // factor
+            sums = sums.reshape(rows, factor, cols, factor, 3).sum(axis=(1, 3))
+            counts = counts.reshape(rows, factor, cols, factor, 1).sum(axis=(1, 3))
+        gh, gw = _block_grid(height, width, size)
+        means[size] = (sums[:gh, :gw] / counts[:gh, :gw]).transpose(2, 0, 1)
+    return means
 
 
 def quantize_means(means: np.ndarray, settings: LowpassSettings) -> np.ndarray:
@@ -100,6 +129,17 @@ def apply_offsets(decoded: np.ndarray, offsets: np.ndarray, settings: LowpassSet
     return np.clip(np.rint(decoded.astype(np.float32) + up), 0, 255).astype(np.uint8)
 
 
+def _search_window(height: int, width: int) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the part of the image the search scores: all of it up to
+    ``SEARCH_MAX_PIXELS``, else a central window aligned to the largest block."""
+    if height * width <= SEARCH_MAX_PIXELS:
+        return 0, 0, height, width
+    align = BLOCK_SIZES[-1]
+    rows = min(height, max(align, math.isqrt(SEARCH_MAX_PIXELS) // align * align))
+    cols = min(width, max(align, SEARCH_MAX_PIXELS // rows // align * align))
+    return (height - rows) // 2 // align * align, (width - cols) // 2 // align * align, rows, cols
+
+
 def choose_lowpass(
     original: np.ndarray, decoded: np.ndarray, latent_bits: float, tradeoff: float = RATE_TRADEOFF
 ) -> tuple[LowpassSettings | None, np.ndarray | None]:
@@ -111,29 +151,30 @@ def choose_lowpass(
     decoders need nothing new. To be cheap, MS-SSIM is estimated: the full-size scale's factors
     are those of the uncorrected image (a smooth offset barely changes local contrast and
     structure), and the coarser scales see the half-size decoded image plus the offsets
-    upsampled straight to half size. Images too small for two MS-SSIM scales get
-    ``DEFAULT_LOWPASS``."""
+    upsampled straight to half size; images over ``SEARCH_MAX_PIXELS`` are scored on a central
+    window of that size. Images too small for two MS-SSIM scales get ``DEFAULT_LOWPASS``."""
     height, width = original.shape[:2]
-    scales = ms_ssim_scales(height, width)
-    if scales < 2:
+    if ms_ssim_scales(height, width) < 2:
         return DEFAULT_LOWPASS, fit_offsets(original, decoded, DEFAULT_LOWPASS)
-    x, x_hat = image_to_tensor(original), image_to_tensor(decoded)
+    top, left, rows, cols = _search_window(height, width)
+    scales = ms_ssim_scales(rows, cols)
+    x = image_to_tensor(original[top : top + rows, left : left + cols])
+    x_hat = image_to_tensor(decoded[top : top + rows, left : left + cols])
     with torch.no_grad():
         full_size = ms_ssim_scale_factors(x, x_hat, 0, scales, until=1)
-        x_half, x_hat_half = ms_ssim_halve(x), ms_ssim_halve(x_hat)
+        reference, x_hat_half = MsSsimReference(ms_ssim_halve(x), 1, scales), ms_ssim_halve(x_hat)
 
         def score(corrected_half: torch.Tensor, section_bits: float) -> float:
-            factors = full_size + ms_ssim_scale_factors(x_half, corrected_half, 1, scales)
-            value = float(combine_scale_factors(factors).mean())
+            value = float(combine_scale_factors(full_size + reference.factors(corrected_half)).mean())
             return ms_ssim_db(value) - tradeoff * math.log((latent_bits + section_bits) / (height * width))
 
         best = (score(x_hat_half, float(np.log2(len(BLOCK_SIZES) + 1))), None, None)
-        for block in BLOCK_SIZES:
-            means = block_means(original, decoded, block)
+        for block, means in _block_means_every_size(original, decoded).items():
+            window = means[:, top // block : -(-(top + rows) // block), left // block : -(-(left + cols) // block)]
             for step in SEARCH_STEPS:
                 settings = LowpassSettings(block, step)
                 offsets = quantize_means(means, settings)
-                grid = torch.from_numpy(offsets.astype(np.float32) * step)[None]
+                grid = torch.from_numpy(quantize_means(window, settings).astype(np.float32) * step)[None]
                 size = (grid.shape[-2] * block // 2, grid.shape[-1] * block // 2)
                 up = F.interpolate(grid, size=size, mode="bicubic", align_corners=False)
                 corrected = (x_hat_half + up[..., : x_hat_half.shape[-2], : x_hat_half.shape[-1]]).clamp(0.0, 255.0)

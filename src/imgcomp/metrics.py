@@ -120,6 +120,35 @@ def ms_ssim_scale_factors(
     return factors
 
 
+class MsSsimReference:
+    """One image ``x``'s side of MS-SSIM, pooled and filtered once at scales ``first ..
+    scales - 1``, for scoring many candidates ``y`` against it (:meth:`factors` gives what
+    :func:`ms_ssim_scale_factors` gives, for 3 filtered maps per scale instead of 5)."""
+
+    def __init__(self, x: torch.Tensor, first: int, scales: int, data_range: float = 255.0) -> None:
+        self.first, self.scales, self.data_range = first, scales, data_range
+        self.window = _fspecial_gauss_1d(WINDOW_SIZE, 1.5).flatten().to(x.dtype)
+        taps = tuple(self.window.tolist())
+        self.levels = []
+        for level in range(first, scales):
+            mu_x, xx = _filter_valid(torch.stack([x, x * x]), taps)
+            self.levels.append((x, (mu_x, xx)))
+            if level < scales - 1:
+                x = ms_ssim_halve(x)
+
+    def factors(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """The per-scale factors (N, C) of ``y`` (at scale ``first``) against ``x``."""
+        factors = []
+        for level, (x, x_filtered) in enumerate(self.levels, start=self.first):
+            ssim_per_channel, cs = _ssim_by_matmul(x, y, self.window, self.data_range, x_filtered)
+            if level == self.scales - 1:
+                factors.append(torch.relu(ssim_per_channel))
+            else:
+                factors.append(torch.relu(cs))
+                y = ms_ssim_halve(y)
+        return factors
+
+
 def combine_scale_factors(factors: list[torch.Tensor]) -> torch.Tensor:
     """MS-SSIM per batch element and channel (N, C) from all its scales' factors: the product of
     factor ** weight, with the standard weights renormalised when there are fewer than five scales."""
@@ -167,14 +196,19 @@ def _filter_valid(maps: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
 
 
 def _ssim_by_matmul(
-    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float
+    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float,
+    x_filtered: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """pytorch_msssim's ``_ssim`` (same constants, 'valid' Gaussian filtering), with the
     separable filter done as matrix products: many times faster on CPU than depthwise
-    convolutions."""
+    convolutions. ``x_filtered``: ``x`` and ``x * x`` already filtered, when many ``y`` are
+    scored against one ``x``."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    maps = torch.stack([x, y, x * x, y * y, x * y])
-    mu_x, mu_y, xx, yy, xy = _filter_valid(maps, tuple(window.tolist()))
+    taps = tuple(window.tolist())
+    if x_filtered is None:
+        mu_x, mu_y, xx, yy, xy = _filter_valid(torch.stack([x, y, x * x, y * y, x * y]), taps)
+    else:
+        (mu_x, xx), (mu_y, yy, xy) = x_filtered, _filter_valid(torch.stack([y, y * y, x * y]), taps)
     sigma_x, sigma_y, sigma_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     cs_map = (2 * sigma_xy + c2) / (sigma_x + sigma_y + c2)
     ssim_map = ((2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)) * cs_map
