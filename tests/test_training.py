@@ -225,6 +225,27 @@ def test_cli_errors() -> None:
     assert result.exit_code != 0
     result = runner.invoke(app, ["train", "--out", "/tmp/imgcomp-nowhere", "--recipe", "nope", "--data", "."])
     assert result.exit_code != 0 and "unknown recipe" in str(result.exception)
+    result = runner.invoke(app, ["train", "--data", "."])
+    assert result.exit_code != 0 and "--out is required" in str(result.exception)
+    result = runner.invoke(app, ["train", "--list-recipes"])  # needs no --out
+    assert result.exit_code == 0 and "cpu-multirate-colour-lp:" in result.output
+
+
+def test_every_shipped_model_has_a_recipe_and_recipes_start_from_shipped_names() -> None:
+    """The default model's recipe fine-tunes a shipped model named by its name, which the trainer
+    resolves to the package's folder; the recipe's architecture is the shipped model's."""
+    from imgcomp.training.recipes import RECIPES, build_config
+    from imgcomp.zoo import DEFAULT_MODEL, get_model, model_folder, shipped_models
+
+    assert DEFAULT_MODEL in shipped_models()
+    described = " ".join(recipe["description"] for recipe in RECIPES.values())
+    assert all(name in described for name in shipped_models())
+    config = build_config("cpu-multirate-colour-lp", {"data": "."})
+    assert config.init_from == "mentzer2018-cpu-colour" and config.lowpass is not None
+    assert model_folder(config.init_from) == shipped_models()["mentzer2018-cpu-colour"]
+    assert config.model_config().to_dict() == get_model(DEFAULT_MODEL).config.to_dict()
+    with pytest.raises(ImgcompError, match="not found"):
+        model_folder("no-such-model")
 
 
 def test_cli_resume_of_a_run_from_before_the_rate_gradient_keeps_its_training(data: Path, tmp_path: Path) -> None:

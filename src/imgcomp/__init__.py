@@ -11,7 +11,7 @@ Rippel & Bourdev (ICML 2017) and measures them against the classical codecs.
 from imgcomp import pillow_plugin
 from imgcomp.errors import ImgcompError
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 pillow_plugin.register()
 

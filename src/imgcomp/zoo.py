@@ -11,7 +11,7 @@ from imgcomp.io import file_sha256
 from imgcomp.models.export import CONFIG_FILE, WEIGHTS_FILE, LoadedModel, load_model
 
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "mentzer2018-cpu-colour"
+DEFAULT_MODEL = "mentzer2018-cpu-colour-lp"
 MODEL_ENV = "IMGCOMP_MODEL"  # overrides the default model: a shipped name or a folder
 
 
@@ -35,17 +35,21 @@ def _load_cached(folder: str, mtime_ns: int) -> LoadedModel:
     return load_model(folder)
 
 
-def get_model(model: str | os.PathLike | LoadedModel | None = None) -> LoadedModel:
-    """A model by shipped name, folder path, an already loaded model, or the default."""
-    if isinstance(model, LoadedModel):
-        return model
-    if model is None:
-        model = default_model()
+def model_folder(model: str | os.PathLike) -> Path:
+    """The folder of a shipped model's name, or ``model`` itself as a folder path."""
     shipped = shipped_models()
     folder = shipped.get(str(model)) or Path(model)
     if not folder.is_dir():
         known = ", ".join(shipped) or "none are installed"
         raise ImgcompError(f"model {str(model)!r} not found: give a model folder or a shipped name ({known})")
+    return folder
+
+
+def get_model(model: str | os.PathLike | LoadedModel | None = None) -> LoadedModel:
+    """A model by shipped name, folder path, an already loaded model, or the default."""
+    if isinstance(model, LoadedModel):
+        return model
+    folder = model_folder(default_model() if model is None else model)
     weights = folder / WEIGHTS_FILE
     return _load_cached(str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else 0)
 

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 
 
 def train_command(
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, logs, exported model."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: checkpoints, logs, exported model (required)."),
     data: Optional[Path] = typer.Option(None, help="Folder of training images (e.g. DATA/train from `imgcomp data prepare`)."),
     val_data: Optional[Path] = typer.Option(None, help="Folder of validation images (e.g. DATA/val)."),
     recipe: Optional[str] = typer.Option(None, help="A named recipe of settings (see `imgcomp train --list-recipes`)."),
@@ -33,7 +33,7 @@ def train_command(
     latent_channels: Optional[int] = typer.Option(None, help="Latent channels K."),
     context_channels: Optional[int] = typer.Option(None, help="Hidden channels of the context model P (fewer: faster coding)."),
     mask_symbol: Optional[bool] = typer.Option(None, "--mask-symbol/--no-mask-symbol", help="P codes masked-out positions as their own symbol (sees where the importance mask ends)."),
-    init_from: Optional[Path] = typer.Option(None, help="Exported model (RUN/model) whose weights start the run."),
+    init_from: Optional[str] = typer.Option(None, help="Exported model (RUN/model) or shipped model name whose weights start the run."),
     context_only: bool = typer.Option(False, "--context-only", help="Train only P, on the frozen auto-encoder of --init-from."),
     decoder_only: bool = typer.Option(False, "--decoder-only", help="Train only the decoder D of --init-from, for distortion: its encoder, quantizer and P (so its files) stay unchanged."),
     encoder_only: bool = typer.Option(False, "--encoder-only", help="Train only the encoder E of --init-from, for its frozen decoder, quantizer and P."),
@@ -66,11 +66,13 @@ def train_command(
         for name, recipe_def in RECIPES.items():
             typer.echo(f"{name}: {recipe_def['description']}")
         return
+    if out is None:
+        raise ImgcompError("--out is required: the run folder (checkpoints, logs, exported model)")
     overrides = {
         "data": str(data) if data else None, "val_data": str(val_data) if val_data else None,
         "preset": preset, "steps": steps, "target_bpp": target_bpp, "heads": heads,
         "latent_channels": latent_channels, "context_channels": context_channels,
-        "mask_symbol": mask_symbol, "init_from": str(init_from) if init_from else None, "context_only": context_only or None,
+        "mask_symbol": mask_symbol, "init_from": init_from, "context_only": context_only or None,
         "decoder_only": decoder_only or None, "encoder_only": encoder_only or None,
         "rate_through_context": rate_through_context,
         "batch_size": batch_size, "crop": crop, "lr": lr,

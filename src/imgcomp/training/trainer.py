@@ -41,6 +41,7 @@ from imgcomp.training.checkpoint import (
     set_rng_state,
 )
 from imgcomp.training.losses import LossWeights, coding_costs, distortion, rate_distortion_loss
+from imgcomp.zoo import model_folder
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -64,7 +65,7 @@ class TrainConfig:
     context_channels: Optional[int] = None  # hidden channels of P (the preset's 24 if None)
     importance_pool: Optional[int] = None  # importance map averaged over NxN latent positions (preset's if None)
     mask_symbol: Optional[bool] = None  # P codes masked-out positions as their own symbol (preset's if None)
-    init_from: Optional[str] = None  # an exported model whose E, D, Q (and P, if it fits) start the run
+    init_from: Optional[str] = None  # an exported model (folder or shipped name) whose E, D, Q (and P, if it fits) start the run
     context_only: bool = False  # train P alone (eq. 21) on the frozen E, D, Q of init_from
     decoder_only: bool = False  # train D alone for the distortion; E, Q, P (so every bitstream) stay as init_from's
     encoder_only: bool = False  # train E alone (eq. 20) for init_from's frozen D, Q and P
@@ -108,12 +109,12 @@ class TrainConfig:
     def model_config(self, start: CodecConfig | None = None) -> CodecConfig:
         """The architecture to train; ``start`` is init_from's config if the caller has loaded it."""
         if self.init_from is not None:  # the starting model fixes the architecture, except P's width
-            config = CodecConfig.from_dict((start or load_model(self.init_from).config).to_dict())
+            config = CodecConfig.from_dict((start or load_model(model_folder(self.init_from)).config).to_dict())
             if self.context_channels is not None:
                 config.context_channels = self.context_channels
             if self.mask_symbol is not None:
                 config.mask_symbol = self.mask_symbol
-            if (self.decoder_only or self.encoder_only) and config.to_dict() != (start or load_model(self.init_from).config).to_dict():
+            if (self.decoder_only or self.encoder_only) and config.to_dict() != (start or load_model(model_folder(self.init_from)).config).to_dict():
                 raise ImgcompError("decoder_only and encoder_only keep init_from's P: do not change its settings")
             return config
         if self.context_only:
@@ -153,7 +154,7 @@ class Trainer:
         self.progress = progress
         self.dist = distributed.setup()
         torch.manual_seed(config.seed)
-        start = load_model(config.init_from) if config.init_from is not None else None
+        start = load_model(model_folder(config.init_from)) if config.init_from is not None else None
         model_config = config.model_config(start.config if start is not None else None)
         fresh = not (run_dir / CHECKPOINT_FILE).exists()
         if fresh and config.init_from is None:
