@@ -6,8 +6,10 @@ texture but let local brightness and colour drift by tens of levels. The encoder
 latent, measures the mean residual ``x - x_hat`` over ``B x B`` pixel blocks, quantizes it with
 step ``s`` and range-codes it after the latent; the decoder adds the bicubically upsampled block
 offsets to its reconstruction. With ``B = 32``, ``s = 4`` on the validation photos this costs
-0.006-0.008 bpp per image and, for the shipped models, raises MS-SSIM by 0.01-0.04 and PSNR by
-5-9 dB at every quality. Training can target the corrected output (:func:`correct_tensor`).
+0.006-0.008 bpp per image and, for the first shipped models, raises MS-SSIM by 0.01-0.04 and PSNR
+by 5-9 dB at every quality. By default encoders choose ``B``, ``s`` (or no layer) per image by a
+rate-distortion search (:func:`choose_lowpass`); the settings are coded in the section. Training
+can target the corrected output (:func:`correct_tensor`).
 
 Coding: each channel's offsets are predicted from the left neighbour (the first column from the
 one above), and the residuals are coded with a discretised Laplace distribution whose scale is
