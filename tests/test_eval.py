@@ -297,6 +297,31 @@ def test_report_writes_its_files(results_path, tmp_path):
 def test_report_refuses_conflicting_inputs(results_path, tmp_path):
     with pytest.raises(ImgcompError, match="in both"):
         merge_results([results_path, results_path])
+    with pytest.raises(ImgcompError, match="not among the results"):
+        merge_results([results_path], {"elsewhere.json": "x"})
+
+
+def test_tags_compare_two_runs_of_one_codec(results_path, tmp_path):
+    """``--tag FILE=TAG`` renames one file's codecs, so a run can be the reference of another run
+    of the same codec: against itself its BD-rate is zero."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from imgcomp.cli import _register_commands, app
+
+    copy = tmp_path / "copy.json"
+    shutil.copy(results_path, copy)
+    merged = merge_results([results_path, copy], {str(copy): "old"})
+    assert "jpeg420@old" in merged.codecs and "jpeg420" in merged.codecs
+    assert merged.codecs["jpeg420@old"]["label"].endswith("[old]")
+    report = build_report(merged, "jpeg420@old")
+    assert report.bd_rates["ms_ssim_db"]["jpeg420"].mean == pytest.approx(0.0, abs=1e-6)
+    _register_commands()
+    result = CliRunner().invoke(app, ["report", str(results_path), str(copy), "--tag", f"{copy}=old", "--ref", "jpeg420@old", "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["report", str(results_path), "--tag", "old", "--out", str(tmp_path / "rep2")])
+    assert result.exit_code != 0 and "FILE=TAG" in str(result.exception)
     with pytest.raises(ImgcompError, match="reference codec"):
         build_report(merge_results([results_path]), "avif444")
     broken = tmp_path / "broken.json"

@@ -57,6 +57,9 @@ def report_command(
     levels: str = typer.Option(
         "0.90,0.95,0.97,0.98,0.99,0.995", "--levels", help="MS-SSIM levels for the file-size table."
     ),
+    tag: list[str] | None = typer.Option(
+        None, "--tag", help="FILE=TAG: name that file's codecs NAME@TAG, to compare two runs of one codec (repeatable); e.g. --ref imgcomp@old."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing report files."),
 ) -> None:
     """Average RD curves, BD-rates, file size at fixed MS-SSIM, timings: Markdown, JSON and plots."""
@@ -69,7 +72,13 @@ def report_command(
         raise ImgcompError(f"--levels {levels!r}: expected comma-separated numbers") from None
     if not quality_levels or not all(0 < level < 1 for level in quality_levels):
         raise ImgcompError(f"--levels {levels!r}: MS-SSIM levels must lie in (0, 1)")
-    report = build_report(merge_results(results), ref, levels=quality_levels)
+    tags = {}
+    for item in tag or []:
+        path, _, name = item.rpartition("=")
+        if not path or not name:
+            raise ImgcompError(f"--tag {item!r}: expected FILE=TAG")
+        tags[path] = name
+    report = build_report(merge_results(results, tags), ref, levels=quality_levels)
     written = write_report(report, out, force=force)
     typer.echo(f"BD-rate vs {report.label(ref)} (mean over images): MS-SSIM dB / PSNR")
     for codec in report.codecs:

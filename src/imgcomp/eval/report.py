@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +79,40 @@ class MergedResults:
     runs: list[dict[str, Any]]
 
 
-def merge_results(paths: Sequence[str | os.PathLike]) -> MergedResults:
+def merge_results(paths: Sequence[str | os.PathLike], tags: Mapping[str, str] | None = None) -> MergedResults:
     """Load results files; each codec may come from one file only, and an image name must mean
-    the same file (sha256) everywhere."""
+    the same file (sha256) everywhere. ``tags`` (results path -> tag) renames that file's codecs
+    to ``NAME@TAG``, so two runs of one codec (two models, say) can be compared."""
     if not paths:
         raise ImgcompError("no results files given")
+    tags = dict(tags or {})
+    unknown = set(tags) - {str(path) for path in paths}
+    if unknown:
+        raise ImgcompError(f"--tag names a file that is not among the results: {', '.join(sorted(unknown))}")
     merged = MergedResults([], {}, {}, [], [])
     codec_source: dict[str, str] = {}
     for path in paths:
         results = load_results(path)
+        tag = tags.get(str(path))
         merged.sources.append(str(path))
         merged.runs.extend({**run, "file": str(path)} for run in results.runs)
         for name, sha in results.config["images"].items():
             if merged.images.setdefault(name, sha) != sha:
                 raise ImgcompError(f"image {name!r} differs between results files (sha256 mismatch)")
         for name, description in results.config["codecs"].items():
+            if tag is not None:
+                name = f"{name}@{tag}"
+                description = {**description, "label": f"{description.get('label', name)} [{tag}]"}
             if name in codec_source:
-                raise ImgcompError(f"codec {name!r} is in both {codec_source[name]} and {path}")
+                raise ImgcompError(
+                    f"codec {name!r} is in both {codec_source[name]} and {path} (tell them apart with --tag FILE=TAG)"
+                )
             codec_source[name] = str(path)
             merged.codecs[name] = description
-        merged.records.extend(results.records)
+        if tag is None:
+            merged.records.extend(results.records)
+        else:
+            merged.records.extend(replace(record, codec=f"{record.codec}@{tag}") for record in results.records)
     if not merged.records:
         raise ImgcompError(f"no results recorded in {', '.join(merged.sources)}")
     return merged
