@@ -79,6 +79,10 @@ def demo(
         )
     console.print(table)
     console.print("JPEG rows: JPEG 4:2:0 (libjpeg-turbo) at the quality whose file size is closest.")
+    console.print(
+        "Times: one run each; the first row also pays one-time setup (warm-up, the wavefront schedule "
+        "for this image size). `imgcomp bench codec` gives medians of repeated runs."
+    )
     console.print(f"Files written to {out}/ (demo-qN.icz and the decoded demo-qN.png).")
 
 
