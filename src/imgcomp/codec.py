@@ -112,6 +112,8 @@ def encode_image(
     started = time.perf_counter()
     if refine_steps < 0:
         raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
+    if lowpass is not None and lowpass != AUTO and not isinstance(lowpass, LowpassSettings):
+        raise ImgcompError(f"lowpass must be LowpassSettings, {AUTO!r} or None, got {lowpass!r}")
     loaded = get_model(model)
     quality = _check_quality(loaded, quality)
     pixels = load_image(image)
@@ -120,8 +122,6 @@ def encode_image(
         raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
     codec = loaded.model
     x = pad_to_multiple(image_to_tensor(pixels), DOWNSAMPLING).contiguous(memory_format=torch.channels_last)
-    if lowpass is not None and lowpass != AUTO and not isinstance(lowpass, LowpassSettings):
-        raise ImgcompError(f"lowpass must be LowpassSettings, {AUTO!r} or None, got {lowpass!r}")
     objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
     z, mask = refine_latent(codec, x, quality - 1, refine_steps, height, width, objective_lowpass)
     with torch.no_grad():

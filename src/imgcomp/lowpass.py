@@ -37,6 +37,7 @@ BLOCK_SIZES = (16, 32, 64)  # coded as 1, 2, 3; 0 means no correction
 MAX_STEP = 16
 SCALE_UNIT = 4  # Laplace scale is sent in quarters: 1..255 -> 0.25..63.75
 CHUNK = 4096  # offsets per batch of probability rows (bounds memory on huge images)
+NO_SECTION_BITS = float(np.log2(len(BLOCK_SIZES) + 1))  # the block size code alone (0: no section)
 
 
 @dataclass(frozen=True)
@@ -71,43 +72,49 @@ def _block_grid(height: int, width: int, block: int) -> tuple[int, int]:
     return -(-height // block), -(-width // block)
 
 
+def _padded_residual(original: np.ndarray, decoded: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """``original - decoded`` (H, W, 3) and a pixel count (H, W, 1), zero-padded to multiples of
+    ``multiple``; integers, so block sums are exact in any order."""
+    height, width = original.shape[:2]
+    bh, bw = _block_grid(height, width, multiple)
+    residual = np.zeros((bh * multiple, bw * multiple, 3), np.int64)
+    count = np.zeros((bh * multiple, bw * multiple, 1), np.int64)
+    residual[:height, :width] = original.astype(np.int64) - decoded
+    count[:height, :width] = 1
+    return residual, count
+
+
+def _sum_blocks(values: np.ndarray, block: int) -> np.ndarray:
+    """Sums over ``block`` x ``block`` blocks of (H, W, C) ``values`` whose sides are multiples of it."""
+    rows, cols, channels = values.shape
+    return values.reshape(rows // block, block, cols // block, block, channels).sum(axis=(1, 3))
+
+
+def _means(sums: np.ndarray, counts: np.ndarray, height: int, width: int, block: int) -> np.ndarray:
+    """Block means (3, bh, bw) from sums over a grid that may extend past the image's blocks."""
+    bh, bw = _block_grid(height, width, block)
+    return (sums[:bh, :bw] / counts[:bh, :bw]).transpose(2, 0, 1)
+
+
 def block_means(original: np.ndarray, decoded: np.ndarray, block: int) -> np.ndarray:
     """Mean of ``original - decoded`` (both (H, W, 3) uint8) over each ``block`` x ``block`` block:
     float array (3, bh, bw). Blocks at the right and bottom edges average only the pixels they cover."""
-    height, width = original.shape[:2]
-    bh, bw = _block_grid(height, width, block)
-    residual = np.zeros((bh * block, bw * block, 3))
-    count = np.zeros((bh * block, bw * block, 1))
-    residual[:height, :width] = original.astype(np.float64) - decoded
-    count[:height, :width] = 1.0
-    sums = residual.reshape(bh, block, bw, block, 3).sum(axis=(1, 3))
-    counts = count.reshape(bh, block, bw, block, 1).sum(axis=(1, 3))
-    return (sums / counts).transpose(2, 0, 1)
+    residual, count = _padded_residual(original, decoded, block)
+    return _means(_sum_blocks(residual, block), _sum_blocks(count, block), *original.shape[:2], block)
 
 
 def _block_means_every_size(original: np.ndarray, decoded: np.ndarray) -> dict[int, np.ndarray]:
-    """:func:`block_means` for every size in ``BLOCK_SIZES`` at once: integer sums over the
-    smallest blocks, added up 2x2 for the larger ones (exact, so the means are the same)."""
-    height, width = original.shape[:2]
-    big = BLOCK_SIZES[-1]
-    bh, bw = _block_grid(height, width, big)
-    residual = np.zeros((bh * big, bw * big, 3), np.int64)
-    count = np.zeros((bh * big, bw * big, 1), np.int64)
-    residual[:height, :width] = original.astype(np.int64) - decoded
-    count[:height, :width] = 1
+    """:func:`block_means` for every size in ``BLOCK_SIZES`` at once: sums over the smallest
+    blocks, added up for the larger ones (exact integers, so the means are the same)."""
+    residual, count = _padded_residual(original, decoded, BLOCK_SIZES[-1])
     block = BLOCK_SIZES[0]
-    rows, cols = bh * big // block, bw * big // block
-    sums = residual.reshape(rows, block, cols, block, 3).sum(axis=(1, 3))
-    counts = count.reshape(rows, block, cols, block, 1).sum(axis=(1, 3))
+    sums, counts = _sum_blocks(residual, block), _sum_blocks(count, block)
     means = {}
     for size in BLOCK_SIZES:
         if size != block:
             factor, block = size // block, size
-            rows, cols = rows // factor, cols // factor
-            sums = sums.reshape(rows, factor, cols, factor, 3).sum(axis=(1, 3))
-            counts = counts.reshape(rows, factor, cols, factor, 1).sum(axis=(1, 3))
-        gh, gw = _block_grid(height, width, size)
-        means[size] = (sums[:gh, :gw] / counts[:gh, :gw]).transpose(2, 0, 1)
+            sums, counts = _sum_blocks(sums, factor), _sum_blocks(counts, factor)
+        means[size] = _means(sums, counts, *original.shape[:2], size)
     return means
 
 
@@ -170,13 +177,13 @@ def choose_lowpass(
             value = float(combine_scale_factors(full_size + reference.factors(corrected_half)).mean())
             return ms_ssim_db(value) - tradeoff * math.log((latent_bits + section_bits) / (height * width))
 
-        best = (score(x_hat_half, float(np.log2(len(BLOCK_SIZES) + 1))), None, None)
+        best = (score(x_hat_half, NO_SECTION_BITS), None, None)
         for block, means in _block_means_every_size(original, decoded).items():
-            window = means[:, top // block : -(-(top + rows) // block), left // block : -(-(left + cols) // block)]
+            window = (slice(None), slice(top // block, -(-(top + rows) // block)), slice(left // block, -(-(left + cols) // block)))
             for step in SEARCH_STEPS:
                 settings = LowpassSettings(block, step)
                 offsets = quantize_means(means, settings)
-                grid = torch.from_numpy(quantize_means(window, settings).astype(np.float32) * step)[None]
+                grid = torch.from_numpy(offsets[window].astype(np.float32) * step)[None]
                 size = (grid.shape[-2] * block // 2, grid.shape[-1] * block // 2)
                 up = F.interpolate(grid, size=size, mode="bicubic", align_corners=False)
                 corrected = (x_hat_half + up[..., : x_hat_half.shape[-2], : x_hat_half.shape[-1]]).clamp(0.0, 255.0)
@@ -227,7 +234,7 @@ def _laplace_rows(scale_code: int, radius: int, count: int) -> np.ndarray:
 
 def _header_bits() -> float:
     """The section's first symbols: block size code, then the step."""
-    return float(np.log2(len(BLOCK_SIZES) + 1) + np.log2(MAX_STEP))
+    return NO_SECTION_BITS + float(np.log2(MAX_STEP))
 
 
 def _scale_code(values: np.ndarray) -> int:
@@ -253,7 +260,7 @@ def encode_offsets(encoder: SymbolEncoder, offsets: np.ndarray | None, settings:
     """Push the correction section (or its absence) and return its ideal cost in bits."""
     if offsets is None or settings is None:
         encoder.push(np.array([0]), uniform_probabilities(len(BLOCK_SIZES) + 1))
-        return float(np.log2(len(BLOCK_SIZES) + 1))
+        return NO_SECTION_BITS
     encoder.push(np.array([BLOCK_SIZES.index(settings.block) + 1]), uniform_probabilities(len(BLOCK_SIZES) + 1))
     encoder.push(np.array([settings.step - 1]), uniform_probabilities(MAX_STEP))
     bits = _header_bits()

@@ -7,6 +7,12 @@ from typing import Any
 from imgcomp.errors import ImgcompError
 from imgcomp.training.trainer import TrainConfig
 
+_COLOUR_SETTINGS: dict[str, Any] = {
+    "preset": "cpu", "steps": 7000, "heads": 5, "target_bpp": 0.8,
+    "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
+    "rate_through_context": False, "colour_weight": 0.5,
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     "cpu-quick": {
         "description": "cpu preset, one rate (0.2 bpp), 1500 steps: 6-20 min on 2 CPU cores",
@@ -22,18 +28,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "cpu-multirate-colour": {
         "description": "cpu preset, 5 heads, 7000 steps, MS-SSIM + 0.5 x L1 colour anchor: mentzer2018-cpu-colour (the default model of imgcomp 0.3 and 0.4)",
-        "settings": {
-            "preset": "cpu", "steps": 7000, "heads": 5, "target_bpp": 0.8,
-            "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
-            "rate_through_context": False, "colour_weight": 0.5,
-        },
+        "settings": _COLOUR_SETTINGS,
     },
     "cpu-multirate-colour-lp": {
         "description": "fine-tunes mentzer2018-cpu-colour 3000 steps (lr 1e-4) for its output with the low-pass layer added (16x16 blocks, step 3): the shipped default model (mentzer2018-cpu-colour-lp); 20 min with one thread on a 2-core EPYC",
-        "settings": {
-            "preset": "cpu", "steps": 3000, "heads": 5, "target_bpp": 0.8,
-            "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
-            "rate_through_context": False, "colour_weight": 0.5,
+        "settings": {  # the colour model's own settings, with the fine-tune's on top
+            **_COLOUR_SETTINGS, "steps": 3000,
             "init_from": "mentzer2018-cpu-colour", "lr": 1e-4, "lowpass_block": 16, "lowpass_step": 3,
         },
     },
