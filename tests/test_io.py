@@ -196,3 +196,109 @@ def test_read_only_arrays_convert_without_warnings() -> None:
         warnings.simplefilter("error")
         x = image_to_tensor(image)
     assert x.shape == (1, 3, 3, 5) and float(x[0, 2, 0, 0]) == 30.0
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(tmp_path: Path, orientation: int) -> None:
+    """A JPEG stored 4 wide and 2 high that a viewer turns (orientations 5-8) loads 2 wide; the
+    pixel a viewer shows top-left comes out top-left."""
+    from PIL import ImageOps
+
+    stored = Image.fromarray(np.arange(4 * 2 * 3, dtype=np.uint8).reshape(2, 4, 3) * 10, "RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "turned.png"
+    stored.save(path, exif=exif.tobytes())
+    shown = np.array(ImageOps.exif_transpose(Image.open(path)))
+    loaded = load_image(path)
+    assert loaded.shape == ((4, 2, 3) if orientation >= 5 else (2, 4, 3))
+    assert np.array_equal(loaded, shown)
+    assert np.array_equal(load_image(path.read_bytes()), shown)
+    assert np.array_equal(load_image(Image.open(path)), shown)
+
+
+def wide_rgb_profile() -> bytes:
+    """A minimal ICC v2 RGB display profile (Adobe RGB primaries adapted to D50, gamma 2.2),
+    written by hand: no such file ships with Pillow or the test machine."""
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    text = b"Wide test RGB\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(2.2 * 256)) + bytes(2)
+    tags = [
+        (b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.6097, 0.3111, 0.0195)),
+        (b"gXYZ", xyz(0.2053, 0.6257, 0.0609)), (b"bXYZ", xyz(0.1492, 0.0632, 0.7446)),
+        (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for signature, data in tags:
+        data += bytes(-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = (
+        struct.pack(">I", size) + bytes(4) + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+        + bytes(12) + b"acsp" + bytes(24) + struct.pack(">I", 0) + xyz(0.9642, 1.0, 0.8249)[8:]
+        + bytes(48)
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def test_icc_profiles_other_than_srgb_are_converted(tmp_path: Path) -> None:
+    from PIL import ImageCms
+
+    array = random_rgb(8, 8)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an sRGB profile changes nothing and says nothing
+        assert np.array_equal(load_image(png_bytes(Image.fromarray(array), icc_profile=srgb)), array)
+    with pytest.warns(UserWarning, match="'Wide test RGB' to sRGB"):
+        converted = load_image(png_bytes(Image.fromarray(array), icc_profile=wide_rgb_profile()))
+    expected = ImageCms.profileToProfile(
+        Image.fromarray(array), ImageCms.ImageCmsProfile(io.BytesIO(wide_rgb_profile())),
+        ImageCms.createProfile("sRGB"), outputMode="RGB",
+    )
+    assert np.array_equal(converted, np.array(expected)) and not np.array_equal(converted, array)
+    with pytest.warns(UserWarning, match="unreadable ICC profile"):
+        assert np.array_equal(load_image(png_bytes(Image.fromarray(array), icc_profile=b"junk")), array)
+
+
+def test_dangling_symlink_counts_as_existing(tmp_path: Path) -> None:
+    from imgcomp.io import check_writable
+
+    link = tmp_path / "out.png"
+    link.symlink_to(tmp_path / "missing-target.png")
+    with pytest.raises(ImgcompError, match="exists"):
+        check_writable([link], force=False)
+    with pytest.raises(ImgcompError, match="exists"):
+        save_image(random_rgb(4, 4), link)
+    assert link.is_symlink() and not (tmp_path / "missing-target.png").exists()
+
+
+def test_duplicate_outputs_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from imgcomp.io import check_writable
+
+    with pytest.raises(ImgcompError, match="two outputs"):
+        check_writable([tmp_path / "a.icz", tmp_path / "sub" / ".." / "a.icz"], force=True)
+
+
+def test_exclusive_write_never_replaces_a_file_created_after_the_check(tmp_path: Path) -> None:
+    """The race: the check passes, another process creates the file, then the write comes."""
+    from imgcomp.io import check_writable
+
+    target = tmp_path / "out.icz"
+    check_writable([target], force=False)
+    target.write_bytes(b"someone else's")
+    with pytest.raises(ImgcompError, match="exists"):
+        write_atomic(target, lambda handle: handle.write(b"ours"), overwrite=False)
+    assert target.read_bytes() == b"someone else's"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.icz"]  # no temporary left behind
+    write_atomic(target, lambda handle: handle.write(b"ours"), overwrite=True)
+    assert target.read_bytes() == b"ours"

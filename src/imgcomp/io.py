@@ -9,6 +9,12 @@ Policy (what a user can rely on):
   first frame, with a warning.
 * Rejected with :class:`~imgcomp.errors.ImgcompError`: 16-bit, float, CMYK, 1-bit and other modes,
   non-image and corrupt files, empty files, decompression bombs beyond Pillow's limit.
+* EXIF orientation is applied (files, bytes and PIL images): the pixels are coded as a viewer
+  shows them, so a decoded image has the displayed width, height and orientation.
+* Colour: the codecs work in sRGB. An RGB image with an embedded ICC profile other than sRGB is
+  **converted to sRGB** (LittleCMS via Pillow's ImageCms, perceptual intent) with a warning; an
+  unreadable profile is ignored with a warning. Other metadata (EXIF, XMP, the profile itself) is
+  not kept.
 
 Arrays are ``numpy.uint8`` of shape ``(H, W, 3)``.
 """
@@ -23,7 +29,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgcomp.errors import ImgcompError
 
@@ -32,10 +38,19 @@ ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 _EXPANDED_MODES = {"RGB", "L", "P", "RGBA", "LA", "PA"}
 
 
+EXIF_ORIENTATION = 0x0112
+
+
 def _from_pil(image: Image.Image, name: str) -> np.ndarray:
     if getattr(image, "n_frames", 1) > 1:
         warnings.warn(f"{name}: has {image.n_frames} frames; using the first", stacklevel=3)
         image.seek(0)
+    icc_profile = image.info.get("icc_profile")
+    try:
+        if image.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1):
+            image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError) as exc:
+        raise ImgcompError(f"{name}: cannot apply its EXIF orientation ({exc})") from None
     mode = image.mode
     if mode not in _EXPANDED_MODES:
         raise ImgcompError(
@@ -52,7 +67,28 @@ def _from_pil(image: Image.Image, name: str) -> np.ndarray:
         raise ImgcompError(f"{name}: cannot decode image data ({exc})") from None
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
         raise ImgcompError(f"{name}: empty image")
+    if icc_profile and mode != "L":
+        array = _to_srgb(array, icc_profile, name)
     return np.ascontiguousarray(array)
+
+
+def _to_srgb(array: np.ndarray, icc_profile: bytes, name: str) -> np.ndarray:
+    """RGB pixels in the colour space of ``icc_profile`` -> sRGB (unchanged if it is sRGB)."""
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        description = ImageCms.getProfileDescription(profile).strip()
+        if "srgb" in description.lower().replace(" ", ""):
+            return array
+        converted = ImageCms.profileToProfile(
+            Image.fromarray(array, "RGB"), profile, ImageCms.createProfile("sRGB"), outputMode="RGB"
+        )
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError) as exc:
+        warnings.warn(f"{name}: unreadable ICC profile ignored ({exc})", stacklevel=4)
+        return array
+    warnings.warn(f"{name}: converted from ICC profile {description!r} to sRGB", stacklevel=4)
+    return np.array(converted, dtype=np.uint8)
 
 
 def _reject_16_bit_samples(image: Image.Image, name: str) -> None:
@@ -110,8 +146,17 @@ def as_rgb_array(array: np.ndarray) -> np.ndarray:
 
 
 def check_writable(paths, force: bool) -> None:
-    """Refuse to overwrite a user's file: the first of ``paths`` that exists raises, unless ``force``."""
-    existing = [Path(p) for p in paths if Path(p).exists()]
+    """Refuse to overwrite a user's file, before any work: the first of ``paths`` that exists
+    (a dangling symbolic link counts) raises, unless ``force``; two of ``paths`` naming the same
+    file always raise, since the second would replace the first. The final write is exclusive too
+    (:func:`write_atomic`), so a file created meanwhile is not replaced either."""
+    seen: dict[str, Path] = {}
+    for p in map(Path, paths):
+        key = os.path.normcase(os.path.realpath(p))
+        if key in seen:
+            raise ImgcompError(f"{p}: two outputs would have this name (from {seen[key]} and {p}); give distinct names")
+        seen[key] = p
+    existing = [p for p in map(Path, paths) if os.path.lexists(p)]
     if existing and not force:
         raise ImgcompError(f"{existing[0]}: exists (use --force to overwrite)")
 
@@ -128,7 +173,7 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = Fals
     if fmt is None:
         raise ImgcompError(f"{path}: unknown image suffix {path.suffix!r}")
     image = Image.fromarray(as_rgb_array(array), "RGB")
-    write_atomic(path, lambda handle: image.save(handle, format=fmt))
+    write_atomic(path, lambda handle: image.save(handle, format=fmt), overwrite=force)
     return path
 
 
@@ -141,17 +186,39 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def write_atomic(path: Path, write) -> None:
-    """Call ``write(handle)`` on a temporary file beside ``path`` and rename it into place."""
+def write_atomic(path: Path, write, *, overwrite: bool = True) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path`` and move it into place, so a
+    failure never leaves a partial file. With ``overwrite=False`` the move is exclusive (a hard
+    link, which fails if anything, a dangling link included, holds the name): a file that appeared
+    after the caller's checks is never replaced."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as handle:
             write(handle)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_exclusive(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _link_exclusive(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise ImgcompError(f"{path}: exists (use --force to overwrite)") from None
+    except OSError:  # no hard links on this file system: claim the name, then replace it
+        pass
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        raise ImgcompError(f"{path}: exists (use --force to overwrite)") from None
+    os.replace(tmp, path)
 
 
 _plugins_registered = False

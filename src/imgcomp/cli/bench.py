@@ -19,13 +19,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
 
 
-def _emit(record: dict, out: Optional[Path]) -> None:
+def _emit(record: dict, out: Optional[Path], force: bool) -> None:
     from imgcomp.io import write_atomic
 
     text = json.dumps(record, indent=2)
     typer.echo(text)
     if out is not None:
-        write_atomic(out, lambda handle: handle.write((text + "\n").encode()))
+        write_atomic(out, lambda handle: handle.write((text + "\n").encode()), overwrite=force)
 
 
 @bench_app.command("codec")
@@ -52,7 +52,7 @@ def bench_codec(
     }
     if large:
         record["large_image"] = peak_memory_large(str(loaded.path))
-    _emit(record, out)
+    _emit(record, out, force)
 
 
 @bench_app.command("train")
@@ -69,4 +69,4 @@ def bench_train(
     from imgcomp.io import check_writable
 
     check_writable([out] if out else [], force)  # before any timing
-    _emit({"machine": machine(), "presets": [training_throughput(p, steps, batch_size, crop) for p in presets]}, out)
+    _emit({"machine": machine(), "presets": [training_throughput(p, steps, batch_size, crop) for p in presets]}, out, force)

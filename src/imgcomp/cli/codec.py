@@ -85,7 +85,7 @@ def encode_command(
 
     def work(source: Path, target: Path) -> dict:
         result = encode_image(source, quality, loaded, lowpass=lowpass, refine_steps=refine)
-        write_atomic(target, lambda handle: handle.write(result.data))
+        write_atomic(target, lambda handle: handle.write(result.data), overwrite=force)
         pixels = result.width * result.height
         return {
             "input": str(source), "output": str(target), "width": result.width,

@@ -147,5 +147,5 @@ def write_comparison(
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, dpi=150)
     plt.close(figure)
-    write_atomic(out, lambda handle: handle.write(buffer.getvalue()))
+    write_atomic(out, lambda handle: handle.write(buffer.getvalue()), overwrite=force)
     return reconstructions

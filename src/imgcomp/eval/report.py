@@ -468,7 +468,7 @@ def write_report(report: Report, out_dir: str | os.PathLike, *, force: bool = Fa
         close(figure)
     for path in targets:
         data = contents[path.name]
-        write_atomic(path, lambda handle, data=data: handle.write(data))
+        write_atomic(path, lambda handle, data=data: handle.write(data), overwrite=force)
     return targets
 
 
