@@ -54,6 +54,7 @@ class EncodeResult:
     payload_bytes: int
     seconds: float
     reconstruction: np.ndarray | None = field(default=None, repr=False)
+    lowpass: LowpassSettings | None = None  # the low-pass layer's settings in the file (None: no layer)
 
     @property
     def header_bytes(self) -> int:
@@ -147,7 +148,8 @@ def encode_image(
     header = bitstream.Header(width, height, quality, bitstream.model_tag(loaded.weights_sha256))
     data = bitstream.pack(header, payload)
     return EncodeResult(
-        data, width, height, quality, bits, len(payload), time.perf_counter() - started, reconstruction
+        data, width, height, quality, bits, len(payload), time.perf_counter() - started, reconstruction,
+        lowpass,
     )
 
 

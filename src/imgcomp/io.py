@@ -154,7 +154,7 @@ def check_writable(paths, force: bool) -> None:
     for p in map(Path, paths):
         key = os.path.normcase(os.path.realpath(p))
         if key in seen:
-            raise ImgcompError(f"{p}: two outputs would have this name (from {seen[key]} and {p}); give distinct names")
+            raise ImgcompError(f"{p}: two outputs would have this name; give them distinct names")
         seen[key] = p
     existing = [p for p in map(Path, paths) if os.path.lexists(p)]
     if existing and not force:
@@ -175,6 +175,32 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, force: bool = Fals
     image = Image.fromarray(as_rgb_array(array), "RGB")
     write_atomic(path, lambda handle: image.save(handle, format=fmt), overwrite=force)
     return path
+
+
+def image_format(name: str) -> str:
+    """Pillow's format for a name or suffix a user typed ("png", ".JPG", "webp", ...)."""
+    suffix = "." + name.lower().lstrip(".")
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImgcompError(f"unknown image format {name!r}; e.g. png, jpg, webp, tiff, bmp")
+    return fmt
+
+
+_USUAL_SUFFIXES = {"JPEG": ".jpg", "TIFF": ".tif", "JPEG2000": ".jp2"}
+
+
+def image_suffix(fmt: str) -> str:
+    """The usual file suffix of a Pillow format (".png", ".jpg", ".webp", ...)."""
+    if fmt in _USUAL_SUFFIXES:
+        return _USUAL_SUFFIXES[fmt]
+    return min((ext for ext, name in Image.registered_extensions().items() if name == fmt), key=len)
+
+
+def image_bytes(array: np.ndarray, fmt: str) -> bytes:
+    """An RGB array encoded in memory in Pillow's format ``fmt`` (see :func:`image_format`)."""
+    buffer = io.BytesIO()
+    Image.fromarray(as_rgb_array(array), "RGB").save(buffer, format=fmt)
+    return buffer.getvalue()
 
 
 def file_sha256(path: str | os.PathLike) -> str:

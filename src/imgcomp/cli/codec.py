@@ -1,11 +1,18 @@
-"""``imgcomp encode`` and ``imgcomp decode``: real files with a trained model."""
+"""``imgcomp encode`` and ``imgcomp decode``: real files with a trained model.
+
+``-`` names standard input or output (one file per run, as cwebp and djpeg do); several files
+can be coded in parallel processes (``--jobs``), which write the same bytes as a serial run.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
@@ -13,6 +20,7 @@ from rich.console import Console
 from imgcomp.errors import ImgcompError
 
 console = Console(stderr=True)
+STDIO = "-"
 
 
 def register(app: typer.Typer) -> None:
@@ -20,32 +28,114 @@ def register(app: typer.Typer) -> None:
     app.command(name="decode")(decode_command)
 
 
+def _is_stdio(path: Path | None) -> bool:
+    return path is not None and str(path) == STDIO
+
+
 def _outputs(inputs: List[Path], output: Optional[Path], suffix: str) -> list[Path]:
-    """One output per input: ``-o FILE`` for a single input, ``-o FOLDER`` (or beside) for many."""
+    """One output per input: ``-o FILE`` (or ``-o -``) for a single input, ``-o FOLDER`` (or
+    beside each input) for many."""
+    if any(_is_stdio(path) for path in inputs) and len(inputs) > 1:
+        raise ImgcompError("-: standard input can only be the single input")
+    if _is_stdio(output) and len(inputs) > 1:
+        raise ImgcompError("-o -: standard output takes a single input")
     if len(inputs) == 1 and output is not None and not output.is_dir():
         return [output]
+    if _is_stdio(inputs[0]):
+        raise ImgcompError("-: reading standard input needs -o FILE (or -o - for standard output)")
     folder = output
     if folder is not None and not folder.is_dir():
         raise ImgcompError(f"{folder}: with several inputs, -o must be an existing folder")
     return [(folder or path.parent) / (path.stem + suffix) for path in inputs]
 
 
-def _run_all(inputs, outputs, work, json_output: bool) -> None:
+def _check_files(inputs: list[Path], outputs: list[Path], force: bool) -> None:
+    """Before any work: every input exists, no output would replace a file (or another output)."""
+    from imgcomp.io import check_writable
+
+    for source in inputs:
+        if not _is_stdio(source) and not source.is_file():
+            raise ImgcompError(f"{source}: no such file")
+    check_writable([path for path in outputs if not _is_stdio(path)], force)
+
+
+def _read_input(source: Path) -> bytes:
+    if _is_stdio(source):
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise ImgcompError("-: standard input is empty")
+        return data
+    if not source.is_file():
+        raise ImgcompError(f"{source}: no such file")
+    return source.read_bytes()
+
+
+def _write_output(target: Path, data: bytes, force: bool) -> None:
+    from imgcomp.io import write_atomic
+
+    if _is_stdio(target):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(target, lambda handle: handle.write(data), overwrite=force)
+
+
+# Work on one file runs in this process or in a worker process; each process loads its model once.
+_loaded: dict = {}
+
+
+def _model(name: str | None):
+    from imgcomp.zoo import get_model
+
+    if name not in _loaded:
+        _loaded[name] = get_model(name)
+    return _loaded[name]
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_all(
+    work: Callable[..., dict], jobs_args: list[tuple], jobs: int, json_output: bool, to_stdout: bool
+) -> None:
+    """Run ``work(*args)`` for every file, in ``jobs`` processes, with per-file progress; print one
+    record per file in input order and a summary (on stderr when the data goes to stdout)."""
     from rich.progress import Progress
 
-    records = []
-    with Progress(console=console, transient=True, disable=len(inputs) < 2) as bar:
-        task = bar.add_task("files", total=len(inputs))
-        for source, target in zip(inputs, outputs):
-            records.append(work(source, target))
-            bar.advance(task)
+    started = time.perf_counter()
+    records: list[dict | None] = [None] * len(jobs_args)
+    with Progress(console=console, transient=True, disable=len(jobs_args) < 2) as bar:
+        task = bar.add_task("files", total=len(jobs_args))
+        if jobs <= 1 or len(jobs_args) < 2:
+            for index, args in enumerate(jobs_args):
+                records[index] = work(*args)
+                bar.advance(task)
+        else:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            with ProcessPoolExecutor(jobs, initializer=_worker_init, initargs=(threads,)) as pool:
+                futures = {pool.submit(work, *args): index for index, args in enumerate(jobs_args)}
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        if future.exception() is not None:
+                            for other in pending:
+                                other.cancel()
+                            raise future.exception()
+                        records[futures[future]] = future.result()
+                        bar.advance(task)
+    echo = (lambda text: typer.echo(text, err=True)) if to_stdout else typer.echo
     for record in records:
         if json_output:
-            typer.echo(json.dumps(record))
+            echo(json.dumps(record))
         else:
-            typer.echo(
-                "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-            )
+            echo("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    if len(records) > 1 and not json_output:
+        total = sum(record["bytes"] for record in records)
+        echo(f"{len(records)} files, {total} bytes of .icz, {time.perf_counter() - started:.2f} s, {jobs} job(s)")
 
 
 def _lowpass_choice(block: int | None, step: int | None):
@@ -62,69 +152,106 @@ def _lowpass_choice(block: int | None, step: int | None):
     return LowpassSettings(block or DEFAULT_LOWPASS.block, step or DEFAULT_LOWPASS.step)
 
 
+def _encode_one(
+    source: Path, target: Path, model: str | None, quality: int | None, lowpass, refine: int,
+    target_bytes: int | None, target_bpp: float | None, force: bool,
+) -> dict:
+    from imgcomp.codec import encode_image
+
+    data = _read_input(source)
+    loaded = _model(model)
+    record: dict = {"input": str(source), "output": str(target)}
+    if target_bytes is not None or target_bpp is not None:
+        from imgcomp.target import encode_to_target
+
+        chosen = encode_to_target(data, max_bytes=target_bytes, max_bpp=target_bpp, model=loaded)
+        result = chosen.result
+        record["target_bytes"] = chosen.max_bytes
+        record["encodes"] = chosen.encodes
+    else:
+        result = encode_image(data, quality, loaded, lowpass=lowpass, refine_steps=refine)
+    _write_output(target, result.data, force)
+    pixels = result.width * result.height
+    settings = result.lowpass
+    record.update({
+        "width": result.width, "height": result.height, "quality": result.quality,
+        "lowpass": "none" if settings is None else f"{settings.block}/{settings.step}",
+        "bytes": len(result.data), "header_bytes": result.header_bytes, "bpp": result.bpp,
+        "payload_bpp": 8 * result.payload_bytes / pixels, "estimated_bits": result.estimated_bits,
+        "estimated_bpp": result.estimated_bits / pixels, "encode_seconds": result.seconds,
+    })
+    return record
+
+
 def encode_command(
-    inputs: List[Path] = typer.Argument(..., help="Images to compress (PNG, JPEG, WebP, TIFF, ...)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input) or folder; default: beside each input, .icz."),
+    inputs: List[Path] = typer.Argument(..., help="Images to compress (PNG, JPEG, WebP, TIFF, ...); - reads standard input."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input; - for standard output) or folder; default: beside each input, .icz."),
     quality: Optional[int] = typer.Option(None, "-q", "--quality", help="Quality level, 1 = smallest file; default: the model's highest."),
+    target_size: Optional[int] = typer.Option(None, "--target-size", help="Largest file not above this many bytes: the encoder picks the quality and low-pass settings by search (several encodes)."),
+    target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="As --target-size, in bits per pixel of the whole file."),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Shipped model name or exported model folder."),
     lowpass_block: Optional[int] = typer.Option(None, "--lowpass-block", help="Block size (16, 32 or 64 pixels) of the low-pass correction layer; 0 leaves it out (only what Mentzer et al. code). Default: block size and step chosen per image by rate-distortion search."),
     lowpass_step: Optional[int] = typer.Option(None, "--lowpass-step", help="Quantization step (1-16 levels) of the low-pass correction layer (default 4 when --lowpass-block is given)."),
     refine: int = typer.Option(0, "--refine", min=0, max=1000, help="Optimise each image's latent for the decoder in N gradient steps before coding (smaller, better files; each step costs about as much as decoding). 0: the encoder's latent, as published."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
+    jobs: int = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Encode this many files at once, in separate processes (same bytes as one at a time)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file (on stderr when the file goes to standard output)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Compress images to .icz files."""
-    from imgcomp.codec import encode_image
-    from imgcomp.io import check_writable, write_atomic
-    from imgcomp.zoo import get_model
-
     lowpass = _lowpass_choice(lowpass_block, lowpass_step)
+    if target_size is not None or target_bpp is not None:
+        if target_size is not None and target_bpp is not None:
+            raise ImgcompError("give --target-size or --target-bpp, not both")
+        if quality is not None or lowpass_block is not None or lowpass_step is not None or refine:
+            raise ImgcompError("--target-size/--target-bpp choose the quality and low-pass settings; drop --quality, --lowpass-*, --refine")
     outputs = _outputs(inputs, output, ".icz")
-    check_writable(outputs, force)
-    loaded = get_model(model)
+    _check_files(inputs, outputs, force)
+    _model(model)  # a bad model name fails before any work
+    jobs_args = [
+        (source, target, model, quality, lowpass, refine, target_size, target_bpp, force)
+        for source, target in zip(inputs, outputs)
+    ]
+    _run_all(_encode_one, jobs_args, jobs, json_output, _is_stdio(outputs[0]))
 
-    def work(source: Path, target: Path) -> dict:
-        result = encode_image(source, quality, loaded, lowpass=lowpass, refine_steps=refine)
-        write_atomic(target, lambda handle: handle.write(result.data), overwrite=force)
-        pixels = result.width * result.height
-        return {
-            "input": str(source), "output": str(target), "width": result.width,
-            "height": result.height, "quality": result.quality, "bytes": len(result.data),
-            "header_bytes": result.header_bytes, "bpp": result.bpp,
-            "payload_bpp": 8 * result.payload_bytes / pixels,
-            "estimated_bits": result.estimated_bits,
-            "estimated_bpp": result.estimated_bits / pixels, "encode_seconds": result.seconds,
-        }
 
-    _run_all(inputs, outputs, work, json_output)
+def _decode_one(source: Path, target: Path, model: str | None, fmt: str | None, force: bool) -> dict:
+    from imgcomp.codec import decode_image
+    from imgcomp.io import image_bytes, image_format
+
+    data = _read_input(source)
+    started = time.perf_counter()
+    pixels = decode_image(data, None if model is None else _model(model))
+    seconds = time.perf_counter() - started
+    if fmt is None:
+        fmt = image_format(target.suffix or "png") if not _is_stdio(target) else "PNG"
+    _write_output(target, image_bytes(pixels, fmt), force)
+    height, width = pixels.shape[:2]
+    return {
+        "input": str(source), "output": str(target), "width": width, "height": height,
+        "bytes": len(data), "bpp": 8 * len(data) / (width * height), "decode_seconds": seconds,
+    }
 
 
 def decode_command(
-    inputs: List[Path] = typer.Argument(..., help=".icz files to decompress."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output image (one input) or folder; default: beside each input, .png."),
+    inputs: List[Path] = typer.Argument(..., help=".icz files to decompress; - reads standard input."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output image (one input; - for standard output) or folder; default: beside each input."),
+    image_format_name: Optional[str] = typer.Option(None, "--format", "-f", help="Output format (png, jpg, webp, tiff, bmp, ...); default: the output's suffix, else PNG."),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Model folder, when the file's model is not shipped."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
+    jobs: int = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Decode this many files at once, in separate processes."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file (on stderr when the image goes to standard output)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
-    """Decompress .icz files to PNG (or any format by the output's suffix)."""
-    from imgcomp.codec import decode_image
-    from imgcomp.io import check_writable, save_image
+    """Decompress .icz files to PNG (or any format by --format or the output's suffix)."""
+    from imgcomp.io import image_format, image_suffix
 
-    outputs = _outputs(inputs, output, ".png")
-    check_writable(outputs, force)
-
-    def work(source: Path, target: Path) -> dict:
-        if not source.is_file():
-            raise ImgcompError(f"{source}: no such file")
-        data = source.read_bytes()
-        started = time.perf_counter()
-        pixels = decode_image(data, model)
-        seconds = time.perf_counter() - started
-        save_image(pixels, target, force=force)
-        height, width = pixels.shape[:2]
-        return {
-            "input": str(source), "output": str(target), "width": width, "height": height,
-            "bytes": len(data), "bpp": 8 * len(data) / (width * height), "decode_seconds": seconds,
-        }
-
-    _run_all(inputs, outputs, work, json_output)
+    fmt = None if image_format_name is None else image_format(image_format_name)
+    suffix = ".png" if fmt is None else image_suffix(fmt)
+    outputs = _outputs(inputs, output, suffix)
+    for target in outputs:
+        if fmt is not None and not _is_stdio(target) and target.suffix and image_format(target.suffix) != fmt:
+            raise ImgcompError(f"{target}: suffix {target.suffix!r} does not match --format {image_format_name}")
+        if fmt is None and not _is_stdio(target):
+            image_format(target.suffix or "png")  # an unknown suffix fails before any decoding
+    _check_files(inputs, outputs, force)
+    jobs_args = [(source, target, model, fmt, force) for source, target in zip(inputs, outputs)]
+    _run_all(_decode_one, jobs_args, jobs, json_output, _is_stdio(outputs[0]))
