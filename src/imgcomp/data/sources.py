@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-Split = Literal["train", "val"]
+Split = Literal["train", "val", "val-textured"]
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,17 @@ class ImageGroup:
     """Images taken from one package.
 
     ``files`` maps the path inside the package (its installed path; for a Python package, the
-    path under ``site-packages``) to the output file name. Licences come from ``licenses`` when
-    given (path -> (licence, where it is documented)), else ``license_file`` inside the package,
-    else the package's DEP-5 copyright file with installed paths mapped by ``upstream_prefix``.
+    path under ``site-packages``) to the output file name; a path ``ARCHIVE!MEMBER`` names a
+    member of a zip archive (a game's ``.pk3``) inside the package. Licences come from
+    ``licenses`` when given (path -> (licence, where it is documented)), else ``license_file``
+    inside the package, else the package's DEP-5 copyright file with installed paths mapped by
+    ``upstream_prefix``; ``license`` is the package-wide licence used where that lookup finds
+    none (a copyright file that is not DEP-5, or no matching paragraph).
+
+    ``recipe`` overrides the split's processing recipe (see :mod:`.prepare`); ``min_texture``
+    drops images whose texture score (mean luma gradient of the output, see
+    :func:`imgcomp.data.prepare.texture_score`) is below it: the textured validation set uses it
+    so that no smooth picture slips in.
     """
 
     package: str
@@ -50,6 +58,9 @@ class ImageGroup:
     upstream_prefix: tuple[str, str] = ("", "")
     license_file: str | None = None
     licenses: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    license: tuple[str, str] | None = None
+    recipe: str | None = None
+    min_texture: float = 0.0
 
 
 def _slug(file_name: str) -> str:
