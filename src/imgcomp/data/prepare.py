@@ -48,7 +48,13 @@ from imgcomp.data.folder import IMAGE_SUFFIXES
 from imgcomp.data.licenses import LicenseInfo, find_license
 from imgcomp.data.manifest import Manifest, ManifestEntry, read_manifest, write_manifest
 from imgcomp.data.packages import ExtractedPackage, Fetcher, PackageFetcher
-from imgcomp.data.sources import TRAIN_SOURCES, VAL_SOURCES, ImageGroup
+from imgcomp.data.sources import (
+    POOL_SOURCES,
+    TRAIN_SOURCES,
+    VAL_SOURCES,
+    VAL_TEXTURED_SOURCES,
+    ImageGroup,
+)
 from imgcomp.errors import ImgcompError
 from imgcomp.io import load_image, save_image
 
@@ -222,7 +228,7 @@ def prepare_dataset(
     force: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> PrepareReport:
-    """Build ``out_dir/train``, ``out_dir/val`` and ``out_dir/manifest.json``.
+    """Build ``out_dir/train``, ``out_dir/val``, ``out_dir/val-textured`` and the manifest.
 
     ``fetcher`` maps a package name to its extracted files (default: :class:`PackageFetcher` on
     ``cache_dir``); ``sources`` defaults to the allowlists of :mod:`imgcomp.data.sources`;
@@ -230,7 +236,11 @@ def prepare_dataset(
     """
     start = time.perf_counter()
     out = Path(out_dir)
-    groups = tuple(sources) if sources is not None else TRAIN_SOURCES + VAL_SOURCES
+    groups = (
+        tuple(sources)
+        if sources is not None
+        else TRAIN_SOURCES + POOL_SOURCES + VAL_SOURCES + VAL_TEXTURED_SOURCES
+    )
     fetcher = fetcher or PackageFetcher(cache_dir)
     jobs = _plan(groups)
     old = None if force else read_manifest(out)

@@ -180,3 +180,7 @@ VAL_SOURCES: tuple[ImageGroup, ...] = (
         license_file=_LXQT_WALLPAPERS + "License",
     ),
 )
+
+POOL_SOURCES: tuple[ImageGroup, ...] = ()
+
+VAL_TEXTURED_SOURCES: tuple[ImageGroup, ...] = ()
