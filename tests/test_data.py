@@ -598,7 +598,9 @@ def test_prepare_pool_and_textured_validation(tmp_path: Path) -> None:
     report = prepare_dataset(out, fetcher=fetcher, sources=groups)
     assert report.counts == {"train": 6, "val-textured": 2}
     dropped = dict(report.dropped)
-    assert dropped["fake-pool:usr/share/photos/wide-copy.png"] == "near-duplicate of train/pool-wide.png"
+    assert dropped["fake-pool:usr/share/photos/wide-copy.png"] == (
+        "near-duplicate of train/pool-wide.png"
+    )
     assert dropped["fake-textured:usr/share/demo/big-again.jpg"] == (
         "near-duplicate of train/pool-big.png"
     )
@@ -612,10 +614,12 @@ def test_prepare_pool_and_textured_validation(tmp_path: Path) -> None:
         "pool-small.png": (341, 256),
         "pool-wide.png": (800, 500),
     }
-    assert sorted(p.name for p in (out / "val-textured").iterdir()) == ["portrait.png", "street.png"]
+    textured = sorted(p.name for p in (out / "val-textured").iterdir())
+    assert textured == ["portrait.png", "street.png"]
     assert Image.open(out / "val-textured/street.png").size == (768, 512)
 
-    entries = {entry["path"]: entry for entry in json.loads((out / "manifest.json").read_text())["files"]}
+    document = json.loads((out / "manifest.json").read_text())
+    entries = {entry["path"]: entry for entry in document["files"]}
     rock = entries["train/game-rock.png"]
     assert rock["original_path"] == "usr/share/games/fake/textures.pk3!textures/nature/rock.jpg"
     assert rock["original_sha256"] == sha256((tmp_path / "packages/rock.jpg").read_bytes())
@@ -627,7 +631,6 @@ def test_prepare_pool_and_textured_validation(tmp_path: Path) -> None:
     assert street["license"] == "GPL-2+"  # no copyright file: the group's package-wide licence
     for path, entry in entries.items():
         assert entry["sha256"] == sha256((out / path).read_bytes())
-    document = json.loads((out / "manifest.json").read_text())
     assert "pool-v1" in document["processing"]
 
     # Rerun: nothing rebuilt; the manifest is byte-identical.
