@@ -44,6 +44,7 @@ from imgcomp.data.licenses import dep5_license, find_license, license_from_notic
 from imgcomp.data.manifest import read_manifest
 from imgcomp.data.packages import ExtractedPackage, PackageFetcher
 from imgcomp.data.sources import (
+    PACKAGE_LICENSES,
     POOL_SOURCES,
     TRAIN_SOURCES,
     VAL_SOURCES,
@@ -557,6 +558,7 @@ def make_pool_packages(root: Path) -> tuple[dict[str, Path], list[ImageGroup]]:
             },
             min_texture=2.0,
             license=("GPL-2+", "usr/share/doc/fake-textured/copyright (package-wide)"),
+            rotations={"usr/share/demo/street.jpg": 90},
         ),
     ]
     return {"fake-pool": photos, "fake-game": game, "fake-textured": val}, groups
@@ -616,7 +618,7 @@ def test_prepare_pool_and_textured_validation(tmp_path: Path) -> None:
     }
     textured = sorted(p.name for p in (out / "val-textured").iterdir())
     assert textured == ["portrait.png", "street.png"]
-    assert Image.open(out / "val-textured/street.png").size == (768, 512)
+    assert Image.open(out / "val-textured/street.png").size == (512, 768)  # turned upright
 
     document = json.loads((out / "manifest.json").read_text())
     entries = {entry["path"]: entry for entry in document["files"]}
@@ -627,7 +629,9 @@ def test_prepare_pool_and_textured_validation(tmp_path: Path) -> None:
     assert rock["processing"] == "pool-v1" and rock["split"] == "train"
     assert entries["train/pool-big.png"]["license"] == "public-domain"  # not DEP-5: group licence
     street = entries["val-textured/street.png"]
-    assert street["split"] == "val-textured" and street["processing"] == "val-v1"
+    assert street["split"] == "val-textured" and street["processing"] == "rotate90+val-v1"
+    assert street["original_size"] == [1200, 800]
+    assert entries["val-textured/portrait.png"]["processing"] == "val-v1"
     assert street["license"] == "GPL-2+"  # no copyright file: the group's package-wide licence
     for path, entry in entries.items():
         assert entry["sha256"] == sha256((out / path).read_bytes())
@@ -659,8 +663,7 @@ def test_shipped_pool_and_textured_validation_lists() -> None:
     assert not {g.package for g in pool} & {g.package for g in textured + list(VAL_SOURCES)}
     assert all(group.recipe == "pool-v1" for group in POOL_SOURCES)
     assert all(g.split == "val-textured" and g.min_texture > 0 for g in textured)
-    for group in POOL_SOURCES + VAL_TEXTURED_SOURCES:
-        assert group.license is not None or group.licenses or group.upstream_prefix != ("", "")
+    assert {group.package for group in all_groups} == set(PACKAGE_LICENSES)
 
 
 # --------------------------------------------------------------------------- packages (.deb, apt)

@@ -84,6 +84,13 @@ PROCESSING = {
         f"most {VAL_MAX_LONG_SIDE}; dropped if short side < {VAL_SHORT_SIDE}; RGB PNG"
     ),
 }
+# Steps named before a recipe in a manifest's "processing" ("rotate90+val-v1").
+PROCESSING.update(
+    {
+        f"rotate{degrees}": f"turned {degrees} degrees clockwise first (the package shows it so)"
+        for degrees in (90, 180, 270)
+    }
+)
 RECIPE_FOR_SPLIT = {"train": "train-v1", "val": "val-v1", "val-textured": "val-v1"}
 
 
@@ -215,6 +222,15 @@ class _Job:
     def recipe(self) -> str:
         return self.group.recipe or RECIPE_FOR_SPLIT[self.group.split]
 
+    @property
+    def rotation(self) -> int:
+        return self.group.rotations.get(self.source_path, 0) % 360
+
+    @property
+    def processing(self) -> str:
+        """The manifest's ``processing``: the recipe, after a rotation where there is one."""
+        return f"rotate{self.rotation}+{self.recipe}" if self.rotation else self.recipe
+
 
 ProgressCallback = Callable[[str, int, int], None]  # (message, done, total)
 
@@ -332,7 +348,7 @@ def _up_to_date(old: Manifest | None, job: _Job, out: Path) -> ManifestEntry | N
         entry is None
         or entry.package != job.group.package
         or entry.original_path != job.source_path
-        or entry.processing != job.recipe
+        or entry.processing != job.processing
     ):
         return None
     path = out / job.output
@@ -386,6 +402,11 @@ def _build(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*alpha channel dropped")
         original = load_image(data)
+    source_size = (original.shape[1], original.shape[0])
+    if job.rotation:
+        if job.rotation % 90:
+            raise ImgcompError(f"{label}: rotation must be a multiple of 90 degrees")
+        original = np.ascontiguousarray(np.rot90(original, k=-(job.rotation // 90)))
     image = _transform(job.recipe, original, job.source_path)
     reason = (
         f"too small ({original.shape[1]}x{original.shape[0]})"
@@ -407,9 +428,9 @@ def _build(
         original_path=job.source_path,
         license=license_info.license,
         license_source=license_info.source,
-        original_size=(original.shape[1], original.shape[0]),
+        original_size=source_size,
         output_size=(image.shape[1], image.shape[0]),
-        processing=job.recipe,
+        processing=job.processing,
         original_sha256=hashlib.sha256(data).hexdigest(),
         sha256=file_sha256(destination),
     )

@@ -64,7 +64,8 @@ class ImageGroup:
     ``recipe`` overrides the split's processing recipe (see :mod:`.prepare`); ``min_texture``
     drops images whose texture score (mean luma gradient of the output, see
     :func:`imgcomp.data.prepare.texture_score`) is below it: the textured validation set uses it
-    so that no smooth picture slips in.
+    so that no smooth picture slips in. ``rotations`` turns a file clockwise by 90, 180 or 270
+    degrees before processing, where the package's own metadata says it is shown turned.
     """
 
     package: str
@@ -77,6 +78,7 @@ class ImageGroup:
     license: tuple[str, str] | None = None
     recipe: str | None = None
     min_texture: float = 0.0
+    rotations: Mapping[str, int] = field(default_factory=dict)
 
 
 def _slug(file_name: str) -> str:
@@ -235,7 +237,6 @@ _STK_PHOTO_TEXTURES = (
     "tracks/ancient_colosseum_labyrinth/wall.png", "tracks/black_forest/forest_floor.jpg",
     "tracks/black_forest/grass_forestFloor_big.jpg", "tracks/black_forest/water_grass.jpg",
     "tracks/hacienda/wallDark.jpg",
-    "tracks/volcano_island/hut1.jpg", "tracks/volcano_island/hut2.jpg",
 )  # fmt: skip
 
 _UFOAI_ARCHIVE = "usr/share/games/ufoai/base/0textures.pk3!"
@@ -484,6 +485,12 @@ VAL_TEXTURED_SOURCES: tuple[ImageGroup, ...] = (
         # Not DEP-5: one licence for the whole package (the demo photos are not named apart).
         license=("GPL-2+", "usr/share/doc/kphotoalbum/copyright (package-wide)"),
         min_texture=VAL_TEXTURED_MIN_TEXTURE,
+        # The album's index.xml shows these turned clockwise (its "angle" attribute).
+        rotations={
+            "usr/share/kphotoalbum/demo/grand_canyon_1.jpg": 180,
+            "usr/share/kphotoalbum/demo/new_wave_1.jpg": 90,
+            "usr/share/kphotoalbum/demo/wayne.jpg": 90,
+        },
     ),
     ImageGroup(
         package="palapeli-data",
@@ -497,3 +504,25 @@ VAL_TEXTURED_SOURCES: tuple[ImageGroup, ...] = (
         min_texture=VAL_TEXTURED_MIN_TEXTURE,
     ),
 )
+
+# Licences as the packages' copyright files give them (the manifest records each file's own, looked
+# up at build time). DEP-5 files map each path to a licence; the others state one for the package.
+PACKAGE_LICENSES: Mapping[str, str] = {
+    # training, first 51
+    "plasma-workspace-wallpapers": "GPL-2+ (DEP-5)",
+    "mate-backgrounds": "GPL-2+ (DEP-5)",
+    "opencv-doc": "Apache-2.0 AND BSD-3-Clause (DEP-5, samples/*)",
+    "scikit-image": "per image, from each skimage.data docstring (CC0-1.0, public domain, ...)",
+    # photo pool
+    "python3-sklearn": "BSD-3-Clause (DEP-5, Files: *)",
+    "gimp-help-en": "GFDL-NIV-1.2+ (gimp-help-common's DEP-5 copyright, Files: *)",
+    "visp-images-data": "GPL-2 (DEP-5, Files: *)",
+    "supertuxkart-data": "per file (DEP-5): GPL-3+, CC-BY-SA-3.0, CC-BY-SA-4.0, CC-BY-3.0, CC0",
+    "ufoai-textures": "per file (DEP-5): GPL-2+, GPL-2, CC-BY-SA-3.0, public-domain",
+    "flightgear-data-base": "GPL-2+ (DEP-5, Files: *)",
+    "0ad-data": "CC-BY-SA-3.0 (DEP-5, Files: *)",
+    # validation
+    "lxqt-themes": "CC-BY-SA-3.0 (wallpapers/License)",
+    "kphotoalbum": "GPL-2+ (not DEP-5: one licence for the package)",
+    "palapeli-data": "GPL-2+ (DEP-5, Files: *)",
+}
