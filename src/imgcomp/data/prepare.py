@@ -8,10 +8,11 @@ Processing, fixed so the result is reproducible:
   (OpenCV's 512x384 photos) therefore end with a 256-pixel short side, never less; an image whose
   short side is under 256 before scaling is dropped. Saved as PNG.
 * **train**, the photo pool added for issue 19 (recipe ``pool-v1``): Lanczos downscale so that
-  JPEG artefacts and sensor noise vanish and the pool stays small: a JPEG source by a factor of at
-  least 2 (less only where 2 would take the short side under 256, as in ``train-v1``), a lossless
-  source by at least 1, and either by more where needed to bring the short side to 768 at most.
-  Dropped if the short side is under 256 to begin with. RGB PNG.
+  JPEG artefacts and sensor noise vanish and the pool stays small: a JPEG source (or a game's
+  DXT-compressed ``.dds`` texture, whose 4x4 blocks are as lossy) by a factor of at least 2 (less
+  only where 2 would take the short side under 256, as in ``train-v1``), a lossless source by at
+  least 1, and either by more where needed to bring the short side to 768 at most. Dropped if the
+  short side is under 256 to begin with. RGB PNG.
 * **val** and **val-textured** (recipe ``val-v1``): short side scaled to 512 with Lanczos, long side
   centre-cropped to at most 768 (Kodak's size), PNG. Images with a short side under 512 are dropped
   (no upscaling). ``val-textured`` also drops pictures whose texture score is under its group's
@@ -64,7 +65,7 @@ VAL_SHORT_SIDE = 512
 VAL_MAX_LONG_SIDE = 768
 POOL_MAX_SHORT_SIDE = 768
 POOL_LOSSY_DOWNSCALE = 2.0
-LOSSY_SUFFIXES = (".jpg", ".jpeg")
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".dds")  # JPEG, and DXT-compressed game textures
 DUPLICATE_DISTANCE = 6  # bits out of 64
 DEDUP_SPLITS = ("train", "val-textured")
 ARCHIVE_SEPARATOR = "!"
@@ -76,8 +77,8 @@ PROCESSING = {
     ),
     "pool-v1": (
         f"Lanczos downscale by max(f, short_side/{POOL_MAX_SHORT_SIDE}) where f = "
-        f"min({POOL_LOSSY_DOWNSCALE:g}, short_side/{TRAIN_MIN_SIDE}) for JPEG sources, 1 for "
-        f"lossless ones; dropped if short side < {TRAIN_MIN_SIDE}; RGB PNG"
+        f"min({POOL_LOSSY_DOWNSCALE:g}, short_side/{TRAIN_MIN_SIDE}) for JPEG and DXT (.dds) "
+        f"sources, 1 for lossless ones; dropped if short side < {TRAIN_MIN_SIDE}; RGB PNG"
     ),
     "val-v1": (
         f"Lanczos scale of the short side to {VAL_SHORT_SIDE}, centre crop of the long side to at "
@@ -108,7 +109,7 @@ def downscale_for_training(image: np.ndarray) -> np.ndarray | None:
 def downscale_for_pool(image: np.ndarray, *, lossy: bool) -> np.ndarray | None:
     """Recipe ``pool-v1``; None when the image is too small to keep.
 
-    ``lossy``: the source was a JPEG, so it is downscaled by 2 (or as close to 2 as the 256-pixel
+    ``lossy``: the source was a JPEG (or DXT) file, so it is downscaled by 2 (or as close to 2 as the 256-pixel
     floor allows) to wash out its block artefacts and noise; any source whose short side would
     stay above 768 is downscaled further.
     """
