@@ -109,9 +109,9 @@ def downscale_for_training(image: np.ndarray) -> np.ndarray | None:
 def downscale_for_pool(image: np.ndarray, *, lossy: bool) -> np.ndarray | None:
     """Recipe ``pool-v1``; None when the image is too small to keep.
 
-    ``lossy``: the source was a JPEG (or DXT) file, so it is downscaled by 2 (or as close to 2 as the 256-pixel
-    floor allows) to wash out its block artefacts and noise; any source whose short side would
-    stay above 768 is downscaled further.
+    ``lossy``: the source was a JPEG (or DXT) file, so it is downscaled by 2 (or as close to 2 as
+    the 256-pixel floor allows) to wash out its block artefacts and noise; any source whose short
+    side would stay above 768 is downscaled further.
     """
     height, width = image.shape[:2]
     short = min(height, width)
