@@ -912,3 +912,17 @@ def test_cli_kodak(tmp_path: Path, mirror, monkeypatch, capsys) -> None:
         monkeypatch, capsys, "data", "kodak", "--out", str(tmp_path / "k"), "--base-url", dead
     )
     assert code == 2 and "error: cannot download" in err and "Traceback" not in err
+
+
+def test_cli_prepare_with_stats(tmp_path: Path, monkeypatch, capsys) -> None:
+    roots, groups = make_pool_packages(tmp_path / "packages")
+    monkeypatch.setattr(prepare_module, "PackageFetcher", lambda cache: FakeFetcher(roots))
+    monkeypatch.setattr(prepare_module, "TRAIN_SOURCES", tuple(groups))
+    for name in ("POOL_SOURCES", "VAL_SOURCES", "VAL_TEXTURED_SOURCES"):
+        monkeypatch.setattr(prepare_module, name, ())
+    out = tmp_path / "d"
+    code, stdout, _ = run_cli(monkeypatch, capsys, "data", "prepare", "--out", str(out), "--stats")
+    assert code == 0
+    assert "6 train, 2 val-textured photos (8 written, 0 up to date)" in stdout
+    assert "near-duplicate of train/pool-wide.png" in stdout
+    assert "  val-textured: 2 images, texture mean" in stdout and "JPEG q75 mean" in stdout

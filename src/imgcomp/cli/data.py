@@ -33,7 +33,7 @@ def _progress_bar() -> Progress:
 @data_app.command()
 def prepare(
     out: Path = typer.Option(
-        ..., "--out", help="Folder to create train/, val/ and manifest.json in."
+        ..., "--out", help="Folder to create train/, val/, val-textured/ and manifest.json in."
     ),
     cache: Path | None = typer.Option(
         None,
