@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +43,14 @@ from imgcomp.data import (
 from imgcomp.data.licenses import dep5_license, find_license, license_from_notice, parse_dep5
 from imgcomp.data.manifest import read_manifest
 from imgcomp.data.packages import ExtractedPackage, PackageFetcher
-from imgcomp.data.sources import TRAIN_SOURCES, VAL_SOURCES, ImageGroup
+from imgcomp.data.sources import (
+    PACKAGE_LICENSES,
+    POOL_SOURCES,
+    TRAIN_SOURCES,
+    VAL_SOURCES,
+    VAL_TEXTURED_SOURCES,
+    ImageGroup,
+)
 from imgcomp.errors import ImgcompError
 from imgcomp.io import load_image
 
@@ -467,6 +475,197 @@ def test_demo_asset_is_a_validation_photo() -> None:
     assert "CC BY-SA 3.0" in (ASSETS / "README.md").read_text()
 
 
+# ------------------------------------------------------------ photo pool and textured validation
+
+
+def write_textured(path: Path, width: int, height: int, seed: int = 0, **save_params) -> None:
+    """A detailed image (fine noise over coarse colour): scores high on texture."""
+    rng = np.random.default_rng(seed)
+    base = write_image(path, width, height, seed=seed).astype(np.int16)
+    noise = rng.integers(-60, 61, (height, width, 1), dtype=np.int16)
+    Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(path, **save_params)
+
+
+def write_smooth(path: Path, width: int, height: int) -> None:
+    """A gentle horizontal gradient: scores near zero on texture."""
+    ramp = np.linspace(40, 200, width, dtype=np.float32)[None, :, None]
+    image = np.broadcast_to(ramp, (height, width, 3)).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+def make_pool_packages(root: Path) -> tuple[dict[str, Path], list[ImageGroup]]:
+    """A fake photo package, a fake game package with a .pk3 archive, and a fake val package."""
+    photos, game, val = root / "fake-pool", root / "fake-game", root / "fake-textured"
+    base = photos / "usr/share/photos"
+    write_image(base / "big.jpg", 3000, 2000, seed=11, quality=92)
+    write_image(base / "wide.jpg", 1600, 1000, seed=12, quality=92)
+    write_image(base / "small.jpg", 400, 300, seed=13, quality=92)
+    write_image(base / "lossless.png", 900, 600, seed=14)
+    write_image(base / "large.png", 1600, 1200, seed=15)
+    # The same picture as wide.jpg, smaller and lossless: a near-duplicate.
+    Image.open(base / "wide.jpg").resize((1200, 750), Image.Resampling.LANCZOS).save(
+        base / "wide-copy.png"
+    )
+    (photos / "usr/share/doc/fake-pool").mkdir(parents=True)
+    (photos / "usr/share/doc/fake-pool/copyright").write_text("Not DEP-5: free for any use.\n")
+
+    archive = game / "usr/share/games/fake/textures.pk3"
+    archive.parent.mkdir(parents=True)
+    write_textured(root / "rock.jpg", 1024, 1024, seed=16, quality=90)
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(root / "rock.jpg", "textures/nature/rock.jpg")
+    (game / "usr/share/doc/fake-game").mkdir(parents=True)
+    (game / "usr/share/doc/fake-game/copyright").write_text(
+        DEP5.replace("photos/special/*", "base/textures/nature/*")
+    )
+
+    write_textured(val / "usr/share/demo/street.jpg", 1200, 800, seed=17, quality=95)
+    write_textured(val / "usr/share/demo/portrait.jpg", 800, 1000, seed=18, quality=95)
+    write_smooth(val / "usr/share/demo/sky.png", 1200, 800)
+    # A copy of a training photo must not be a validation photo.
+    shutil.copy(base / "big.jpg", val / "usr/share/demo/big-again.jpg")
+
+    groups = [
+        ImageGroup(
+            package="fake-pool",
+            split="train",
+            recipe="pool-v1",
+            files={
+                f"usr/share/photos/{name}": f"pool-{name.split('.')[0]}.png"
+                for name in (
+                    "big.jpg", "wide.jpg", "small.jpg", "lossless.png", "large.png",
+                    "wide-copy.png",
+                )
+            },  # fmt: skip
+            license=("public-domain", "usr/share/doc/fake-pool/copyright"),
+        ),
+        ImageGroup(
+            package="fake-game",
+            split="train",
+            recipe="pool-v1",
+            files={"usr/share/games/fake/textures.pk3!textures/nature/rock.jpg": "game-rock.png"},
+            upstream_prefix=("usr/share/games/fake/textures.pk3!", "base/"),
+        ),
+        ImageGroup(
+            package="fake-textured",
+            split="val-textured",
+            files={
+                "usr/share/demo/street.jpg": "street.png",
+                "usr/share/demo/portrait.jpg": "portrait.png",
+                "usr/share/demo/sky.png": "sky.png",
+                "usr/share/demo/big-again.jpg": "big-again.png",
+            },
+            min_texture=2.0,
+            license=("GPL-2+", "usr/share/doc/fake-textured/copyright (package-wide)"),
+            rotations={"usr/share/demo/street.jpg": 90},
+        ),
+    ]
+    return {"fake-pool": photos, "fake-game": game, "fake-textured": val}, groups
+
+
+def test_pool_downscale_recipe() -> None:
+    def size(width: int, height: int, lossy: bool) -> tuple[int, int] | None:
+        image = np.zeros((height, width, 3), np.uint8)
+        result = prepare_module.downscale_for_pool(image, lossy=lossy)
+        return None if result is None else (result.shape[1], result.shape[0])
+
+    assert size(1600, 1000, lossy=True) == (800, 500)  # JPEG: at least halved
+    assert size(3000, 2000, lossy=True) == (1152, 768)  # ... and short side at most 768
+    assert size(400, 300, lossy=True) == (341, 256)  # ... but never under 256
+    assert size(900, 600, lossy=False) == (900, 600)  # lossless: kept as it is
+    assert size(1600, 1200, lossy=False) == (1024, 768)
+    assert size(300, 250, lossy=False) is None
+
+
+def test_signatures_texture_and_jpeg_bpp(tmp_path: Path) -> None:
+    picture = write_image(tmp_path / "a.png", 640, 480, seed=1)
+    other = write_image(tmp_path / "b.png", 640, 480, seed=2)
+    smaller = np.asarray(Image.fromarray(picture).resize((320, 240), Image.Resampling.LANCZOS))
+    signature = prepare_module.image_signature
+    distance = prepare_module.signature_distance
+    assert distance(signature(picture), signature(smaller)) <= prepare_module.DUPLICATE_DISTANCE
+    assert distance(signature(picture), signature(other)) > prepare_module.DUPLICATE_DISTANCE
+    write_textured(tmp_path / "t.png", 640, 480, seed=3)
+    write_smooth(tmp_path / "s.png", 640, 480)
+    textured, smooth = load_image(tmp_path / "t.png"), load_image(tmp_path / "s.png")
+    assert prepare_module.texture_score(smooth) < 1 < 10 < prepare_module.texture_score(textured)
+    assert prepare_module.jpeg_bpp(smooth) < 0.5 < 2 < prepare_module.jpeg_bpp(textured)
+
+
+def test_prepare_pool_and_textured_validation(tmp_path: Path) -> None:
+    roots, groups = make_pool_packages(tmp_path / "packages")
+    fetcher = FakeFetcher(roots)
+    out = tmp_path / "data"
+    report = prepare_dataset(out, fetcher=fetcher, sources=groups)
+    assert report.counts == {"train": 6, "val-textured": 2}
+    dropped = dict(report.dropped)
+    assert dropped["fake-pool:usr/share/photos/wide-copy.png"] == (
+        "near-duplicate of train/pool-wide.png"
+    )
+    assert dropped["fake-textured:usr/share/demo/big-again.jpg"] == (
+        "near-duplicate of train/pool-big.png"
+    )
+    assert dropped["fake-textured:usr/share/demo/sky.png"].startswith("too smooth")
+    sizes = {path.name: Image.open(path).size for path in sorted((out / "train").iterdir())}
+    assert sizes == {
+        "game-rock.png": (512, 512),
+        "pool-big.png": (1152, 768),
+        "pool-large.png": (1024, 768),
+        "pool-lossless.png": (900, 600),
+        "pool-small.png": (341, 256),
+        "pool-wide.png": (800, 500),
+    }
+    textured = sorted(p.name for p in (out / "val-textured").iterdir())
+    assert textured == ["portrait.png", "street.png"]
+    assert Image.open(out / "val-textured/street.png").size == (512, 768)  # turned upright
+
+    document = json.loads((out / "manifest.json").read_text())
+    entries = {entry["path"]: entry for entry in document["files"]}
+    rock = entries["train/game-rock.png"]
+    assert rock["original_path"] == "usr/share/games/fake/textures.pk3!textures/nature/rock.jpg"
+    assert rock["original_sha256"] == sha256((tmp_path / "packages/rock.jpg").read_bytes())
+    assert rock["license"] == "CC-BY-4.0"  # DEP-5 paragraph of the archive's upstream folder
+    assert rock["processing"] == "pool-v1" and rock["split"] == "train"
+    assert entries["train/pool-big.png"]["license"] == "public-domain"  # not DEP-5: group licence
+    street = entries["val-textured/street.png"]
+    assert street["split"] == "val-textured" and street["processing"] == "rotate90+val-v1"
+    assert street["original_size"] == [1200, 800]
+    assert entries["val-textured/portrait.png"]["processing"] == "val-v1"
+    assert street["license"] == "GPL-2+"  # no copyright file: the group's package-wide licence
+    for path, entry in entries.items():
+        assert entry["sha256"] == sha256((out / path).read_bytes())
+    assert "pool-v1" in document["processing"]
+
+    # Rerun: nothing rebuilt; the manifest is byte-identical.
+    manifest_bytes = (out / "manifest.json").read_bytes()
+    rerun = prepare_dataset(out, fetcher=fetcher, sources=groups)
+    assert rerun.written == [] and len(rerun.skipped) == 8
+    assert (out / "manifest.json").read_bytes() == manifest_bytes
+
+    stats = prepare_module.texture_statistics(out)
+    assert [row.path for row in stats["val-textured"]] == [
+        "val-textured/portrait.png", "val-textured/street.png",
+    ]  # fmt: skip
+    assert all(row.texture > 2 and row.jpeg_bpp_q75 > 0 for row in stats["val-textured"])
+
+
+def test_shipped_pool_and_textured_validation_lists() -> None:
+    pool = [g for g in TRAIN_SOURCES + POOL_SOURCES]
+    textured = list(VAL_TEXTURED_SOURCES)
+    names = [name for group in pool for name in group.files.values()]
+    val_names = [name for group in textured for name in group.files.values()]
+    assert len(names) == len(set(names)) >= 300
+    assert len(val_names) == len(set(val_names)) >= 20
+    all_groups = pool + textured + list(VAL_SOURCES)
+    assert not any(group.package.startswith("lomiri-wallpapers") for group in all_groups)
+    # Validation photos come from packages that give no training photo.
+    assert not {g.package for g in pool} & {g.package for g in textured + list(VAL_SOURCES)}
+    assert all(group.recipe == "pool-v1" for group in POOL_SOURCES)
+    assert all(g.split == "val-textured" and g.min_texture > 0 for g in textured)
+    assert {group.package for group in all_groups} == set(PACKAGE_LICENSES)
+
+
 # --------------------------------------------------------------------------- packages (.deb, apt)
 
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
@@ -713,3 +912,17 @@ def test_cli_kodak(tmp_path: Path, mirror, monkeypatch, capsys) -> None:
         monkeypatch, capsys, "data", "kodak", "--out", str(tmp_path / "k"), "--base-url", dead
     )
     assert code == 2 and "error: cannot download" in err and "Traceback" not in err
+
+
+def test_cli_prepare_with_stats(tmp_path: Path, monkeypatch, capsys) -> None:
+    roots, groups = make_pool_packages(tmp_path / "packages")
+    monkeypatch.setattr(prepare_module, "PackageFetcher", lambda cache: FakeFetcher(roots))
+    monkeypatch.setattr(prepare_module, "TRAIN_SOURCES", tuple(groups))
+    for name in ("POOL_SOURCES", "VAL_SOURCES", "VAL_TEXTURED_SOURCES"):
+        monkeypatch.setattr(prepare_module, name, ())
+    out = tmp_path / "d"
+    code, stdout, _ = run_cli(monkeypatch, capsys, "data", "prepare", "--out", str(out), "--stats")
+    assert code == 0
+    assert "6 train, 2 val-textured photos (8 written, 0 up to date)" in stdout
+    assert "near-duplicate of train/pool-wide.png" in stdout
+    assert "  val-textured: 2 images, texture mean" in stdout and "JPEG q75 mean" in stdout

@@ -33,7 +33,7 @@ def _progress_bar() -> Progress:
 @data_app.command()
 def prepare(
     out: Path = typer.Option(
-        ..., "--out", help="Folder to create train/, val/ and manifest.json in."
+        ..., "--out", help="Folder to create train/, val/, val-textured/ and manifest.json in."
     ),
     cache: Path | None = typer.Option(
         None,
@@ -43,8 +43,16 @@ def prepare(
         "else ~/.cache/imgcomp/debs).",
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild every file, even those up to date."),
+    stats: bool = typer.Option(
+        False,
+        "--stats",
+        help="Then print each split's texture statistics (mean luma gradient, JPEG q75 bpp).",
+    ),
 ) -> None:
-    """Build the training and validation photos from Debian packages and scikit-image.
+    """Build the training pool and the validation sets from Debian packages and scikit-image.
+
+    Writes train/ (the photo pool), val/ (smooth wallpapers, the old validation set),
+    val-textured/ (ordinary textured photos, for model selection) and manifest.json.
 
     Needs apt-get and dpkg (Debian/Ubuntu; no root) and, the first time, network access to the
     Debian archive. Reruns skip files that are already up to date.
@@ -66,6 +74,17 @@ def prepare(
     )
     for source, reason in report.dropped:
         typer.echo(f"  dropped {source}: {reason}")
+    if stats:
+        from imgcomp.data.prepare import texture_statistics
+
+        for split, rows in texture_statistics(out).items():
+            texture = sorted(row.texture for row in rows)
+            bpp = sorted(row.jpeg_bpp_q75 for row in rows)
+            typer.echo(
+                f"  {split}: {len(rows)} images, texture mean {sum(texture) / len(rows):.2f} "
+                f"(median {texture[len(rows) // 2]:.2f}), JPEG q75 mean {sum(bpp) / len(rows):.3f} "
+                f"bpp (median {bpp[len(rows) // 2]:.3f})"
+            )
 
 
 @data_app.command()
