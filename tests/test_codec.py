@@ -17,11 +17,11 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import imgcomp
 from imgcomp import bitstream
-from imgcomp.codec import decode_image, decode_symbols, encode_image
+from imgcomp.api import decode_image, decode_symbols, encode_image
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder, WavefrontContextModel, wavefront_index
 from imgcomp.errors import ImgcompError
 from imgcomp.models import create_model, preset
-from imgcomp.models.context_model import ContextModel3D
+from imgcomp.systems.mentzer2018.context_model import ContextModel3D
 from imgcomp.models.export import export_model, load_model
 
 
@@ -132,8 +132,8 @@ def test_low_pass_layer_corrects_the_reconstruction_and_can_be_left_out(model_di
     auto-encoder); ``lowpass=None`` writes only the latent; a version-2 file (no layer) still decodes."""
     from dataclasses import replace
 
-    import imgcomp.codec as codec_module
-    from imgcomp.lowpass import DEFAULT_LOWPASS, LowpassSettings
+    import imgcomp.api as codec_module
+    from imgcomp.postfilter.lowpass import DEFAULT_LOWPASS, LowpassSettings
 
     image = photo(48, 80, seed=2)
     bare = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True, lowpass=None)
@@ -158,8 +158,8 @@ def test_low_pass_layer_corrects_the_reconstruction_and_can_be_left_out(model_di
 def test_default_encoder_searches_the_low_pass_settings(model_dir: Path, monkeypatch) -> None:
     """By default the encoder codes the layer with the settings ``choose_lowpass`` picks for the
     image (and its estimate of the latent's bits); decoders read them from the file."""
-    import imgcomp.codec as codec_module
-    from imgcomp.lowpass import choose_lowpass
+    import imgcomp.api as codec_module
+    from imgcomp.postfilter.lowpass import choose_lowpass
 
     image = photo(64, 96, seed=5)
     calls = []
@@ -183,9 +183,9 @@ def test_latent_refinement_lowers_the_objective_and_writes_ordinary_files(model_
     objective than the encoder's (the best pair seen is kept), positions the refined mask
     switches off are zero, and the file decodes exactly with the unchanged decoder; 0 steps
     writes the same bytes as before refinement existed."""
-    import imgcomp.refine as refine
-    from imgcomp.lowpass import DEFAULT_LOWPASS
-    from imgcomp.refine import refine_latent
+    import imgcomp.systems.mentzer2018.refine as refine
+    from imgcomp.postfilter.lowpass import DEFAULT_LOWPASS
+    from imgcomp.systems.mentzer2018.refine import refine_latent
     from imgcomp.tensors import image_to_tensor, pad_to_multiple
 
     image = photo(44, 60, seed=3)  # not multiples of 8 or of the low-pass block
@@ -220,9 +220,9 @@ def test_latent_refinement_lowers_the_objective_and_writes_ordinary_files(model_
 
 
 def test_refinement_refuses_images_it_cannot_hold_in_memory(model_dir: Path, monkeypatch) -> None:
-    import imgcomp.refine
+    import imgcomp.systems.mentzer2018.refine
 
-    monkeypatch.setattr(imgcomp.refine, "MAX_PIXELS", 40 * 40)
+    monkeypatch.setattr(imgcomp.systems.mentzer2018.refine, "MAX_PIXELS", 40 * 40)
     with pytest.raises(ImgcompError, match="too large to refine"):
         encode_image(photo(48, 40), quality=1, model=model_dir, refine_steps=1)
     assert encode_image(photo(40, 40), quality=1, model=model_dir, refine_steps=1).data
@@ -292,7 +292,7 @@ def test_thread_counts_and_another_process_decode_the_same_symbols(model_dir: Pa
     path.write_bytes(result.data)
     script = (
         "import sys, torch, numpy as np; torch.set_num_threads(1);"
-        "from imgcomp.codec import decode_image;"
+        "from imgcomp.api import decode_image;"
         f"np.save(sys.argv[1], decode_image(open(sys.argv[2], 'rb').read(), model=r'{model_dir}'))"
     )
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.npy"), str(path)], check=True)
@@ -431,7 +431,7 @@ def test_fuzz_random_mutations(model_dir: Path, valid_file: bytes) -> None:
 
 
 def test_active_channels_counts_leading_nonzero_channels() -> None:
-    from imgcomp.codec import _active_channels
+    from imgcomp.api import _active_channels
 
     zero = torch.tensor(2)
     volume = torch.full((5, 3, 4), 2)
@@ -454,7 +454,7 @@ def test_fully_masked_volume_round_trips(model_dir: Path) -> None:
 
 
 def test_visualize_writes_importance_map_and_latents(model_dir: Path, tmp_path: Path) -> None:
-    from imgcomp.visualize import visualize
+    from imgcomp.systems.mentzer2018.visualize import visualize
 
     image = tmp_path / "in.png"
     Image.fromarray(photo(40, 56)).save(image)

@@ -9,9 +9,9 @@ import torch
 
 from imgcomp.errors import ImgcompError
 from imgcomp.models import create_model, preset
-from imgcomp.models.context_model import ContextModel3D, causal_mask_3d
-from imgcomp.models.importance_map import binarize_mask, importance_mask
-from imgcomp.models.quantizer import LearnedCenterQuantizer
+from imgcomp.systems.mentzer2018.context_model import ContextModel3D, causal_mask_3d
+from imgcomp.systems.mentzer2018.importance_map import binarize_mask, importance_mask
+from imgcomp.systems.mentzer2018.quantizer import LearnedCenterQuantizer
 
 
 def raster_index(c: int, h: int, w: int, H: int, W: int) -> int:

@@ -112,7 +112,7 @@ def test_the_rate_reaches_the_encoder_through_p_but_not_p() -> None:
     """Sec. 3.2: the masked cost's gradient reaches E through P's input (soft quantization, eq. 4),
     even with every channel on (no gradient through the mask); P's weights get none of it."""
     from imgcomp.models import create_model, preset
-    from imgcomp.training.losses import coding_costs
+    from imgcomp.systems.mentzer2018.objective import coding_costs
 
     torch.manual_seed(0)
     config = preset("tiny", importance_heads=1)
@@ -147,7 +147,7 @@ def test_training_settings_are_checked(data: Path) -> None:
 def test_the_colour_anchor_sees_the_colour_shift_that_ms_ssim_misses(pool: int) -> None:
     """A constant per-channel shift barely moves MS-SSIM (means enter only at its coarsest
     scale); the colour anchor adds exactly weight * |shift| / 255 per unit of the scale."""
-    from imgcomp.training.losses import distortion
+    from imgcomp.systems.mentzer2018.objective import distortion
 
     torch.manual_seed(0)
     x = 50 + 150 * torch.rand(2, 3, 64, 64)
@@ -234,7 +234,7 @@ def test_cli_errors() -> None:
 def test_every_shipped_model_has_a_recipe_and_recipes_start_from_shipped_names() -> None:
     """The default model's recipe fine-tunes a shipped model named by its name, which the trainer
     resolves to the package's folder; the recipe's architecture is the shipped model's."""
-    from imgcomp.training.recipes import RECIPES, build_config
+    from imgcomp.systems.mentzer2018.recipes import RECIPES, build_config
     from imgcomp.zoo import DEFAULT_MODEL, get_model, model_folder, shipped_models
 
     assert DEFAULT_MODEL in shipped_models()

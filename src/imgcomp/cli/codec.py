@@ -51,7 +51,7 @@ def _run_all(inputs, outputs, work, json_output: bool) -> None:
 def _lowpass_choice(block: int | None, step: int | None):
     """``--lowpass-block`` / ``--lowpass-step`` -> ``encode_image``'s ``lowpass``: per-image search
     when neither is given, none for block 0, else fixed settings (block 32, step 4 by default)."""
-    from imgcomp.lowpass import AUTO, DEFAULT_LOWPASS, LowpassSettings
+    from imgcomp.postfilter.lowpass import AUTO, DEFAULT_LOWPASS, LowpassSettings
 
     if block is None and step is None:
         return AUTO
@@ -74,7 +74,7 @@ def encode_command(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Compress images to .icz files."""
-    from imgcomp.codec import encode_image
+    from imgcomp.api import encode_image
     from imgcomp.io import check_writable, write_atomic
     from imgcomp.zoo import get_model
 
@@ -107,7 +107,7 @@ def decode_command(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Decompress .icz files to PNG (or any format by the output's suffix)."""
-    from imgcomp.codec import decode_image
+    from imgcomp.api import decode_image
     from imgcomp.io import check_writable, save_image
 
     outputs = _outputs(inputs, output, ".png")

@@ -24,12 +24,12 @@ import torch
 
 from imgcomp.errors import ImgcompError
 from imgcomp.entropy import SymbolEncoder
-from imgcomp.lowpass import LowpassSettings, apply_offsets, encode_offsets, fit_offsets
+from imgcomp.postfilter.lowpass import LowpassSettings, apply_offsets, encode_offsets, fit_offsets
 from imgcomp.metrics import ms_ssim, psnr
 from imgcomp.models import ConditionalProbabilityCodec, create_model, preset
-from imgcomp.models.context_model import symbol_bits
+from imgcomp.systems.mentzer2018.context_model import symbol_bits
 from imgcomp.models.export import LoadedModel, export_model, load_model
-from imgcomp.models.mentzer2018 import CodecConfig
+from imgcomp.systems.mentzer2018.model import CodecConfig
 from imgcomp.tensors import image_to_tensor, tensor_to_image
 from imgcomp.training import distributed
 from imgcomp.training.batches import StepBatches, input_statistics, load_validation_images
@@ -40,7 +40,7 @@ from imgcomp.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from imgcomp.training.losses import LossWeights, coding_costs, distortion, rate_distortion_loss
+from imgcomp.systems.mentzer2018.objective import LossWeights, coding_costs, distortion, rate_distortion_loss
 from imgcomp.zoo import model_folder
 
 CONFIG_FILE = "train_config.json"

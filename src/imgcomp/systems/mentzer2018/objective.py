@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from imgcomp.lowpass import LowpassSettings, correct_tensor
+from imgcomp.postfilter.lowpass import LowpassSettings, correct_tensor
 from imgcomp.metrics import ms_ssim_tensor
 
 
@@ -30,7 +30,7 @@ class LossWeights:
     # colour of whole regions to save bits (green grass decoded orange).
     colour_weight: float = 0.0
     colour_pool: int = 1
-    # Train for the decoder output with the low-pass correction layer added (imgcomp.lowpass), so
+    # Train for the decoder output with the low-pass correction layer added (imgcomp.postfilter.lowpass), so
     # E and D need not spend bits on the block means the layer sends. None: the bare decoder output.
     lowpass: LowpassSettings | None = None
 
