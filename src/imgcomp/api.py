@@ -25,7 +25,7 @@ from imgcomp.models.export import LoadedModel
 from imgcomp.postfilter.lowpass import (
     AUTO, DEFAULT_LOWPASS, LowpassSettings, apply_offsets, choose_lowpass, decode_offsets, encode_offsets, fit_offsets,
 )
-from imgcomp.systems import get_system, system_id
+from imgcomp.systems import system_for_id, system_id
 from imgcomp.zoo import find_model_by_tag, get_model
 
 ModelArg = str | os.PathLike | LoadedModel | None
@@ -132,6 +132,7 @@ def _model_for(header: container.Header, model: ModelArg) -> LoadedModel:
 def read_file(data: bytes, model: ModelArg = None) -> tuple[container.Header, dict[int, bytes], LoadedModel]:
     """Parse a file and find its model (validated, nothing decoded yet)."""
     header, sections = container.unpack(data)
+    system_for_id(header.system_id)  # an unknown or unimplemented system says so first
     loaded = _model_for(header, model)
     _check_quality(loaded, header.quality)
     return header, sections, loaded

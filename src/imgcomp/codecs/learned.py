@@ -101,10 +101,12 @@ def register_model_codec(model: str | os.PathLike, refine_steps: int = 0, name: 
     from imgcomp.codecs.registry import register_codec
     from imgcomp.zoo import get_model, model_name
 
+    if refine_steps < 0:
+        raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
     loaded = get_model(model)
     shipped = model_name(loaded)
     if name is None:
         name = shipped if "/" in shipped and not os.path.isabs(shipped) else f"{loaded.system.name}/{os.path.basename(os.path.normpath(str(model)))}"
-        name = codec_name(name, refine_steps)
+        name = codec_name(name.lower(), refine_steps)
     register_codec(name, functools.partial(LearnedCodec, str(loaded.path), refine_steps, name), replace=True)
     return name
