@@ -54,13 +54,18 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint (pass --steps to extend it)."),
     force: bool = typer.Option(False, "--force", help="Start over, deleting an existing run in --out."),
     list_recipes: bool = typer.Option(False, "--list-recipes", help="Print the recipes and exit."),
+    system: str = typer.Option("mentzer2018", "--system", help="The published system to train (mentzer2018 is the one implemented)."),
 ) -> None:
     """Train a context-model codec (Mentzer et al. 2018). Ctrl-C stops cleanly with a checkpoint.
 
     Launch with `torchrun --nproc-per-node N -m imgcomp train ...` for multi-process (DDP) training.
     """
-    from imgcomp.systems.mentzer2018.recipes import RECIPES, build_config
-    from imgcomp.training.trainer import CONFIG_FILE, TrainConfig, train
+    from imgcomp.systems import get_system
+
+    chosen = get_system(system)
+    training, recipes = chosen.training(), chosen.recipes()
+    RECIPES, build_config = recipes.RECIPES, recipes.build_config
+    CONFIG_FILE, TrainConfig, train = training.CONFIG_FILE, training.TrainConfig, training.train
 
     if list_recipes:
         for name, recipe_def in RECIPES.items():

@@ -75,7 +75,19 @@ class System(Protocol):
         """Invert :meth:`encode`."""
 
     def training(self) -> Any:
-        """The system's training module (config, steps, recipes); imports training code."""
+        """The system's training module (``TrainConfig``, ``train``, ``CONFIG_FILE``); imports training code."""
+
+    def recipes(self) -> Any:
+        """The system's recipes module (``RECIPES``, ``build_config``)."""
+
+    def visualize(self, image: Any, model: Any, out: Any, quality: int | None = None, force: bool = False) -> list:
+        """PNGs of what the model's latent holds."""
+
+    def benchmarks(self, image_path: str, loaded: Any) -> dict:
+        """System-specific speed figures for ``imgcomp bench codec``."""
+
+    def training_throughput(self, preset: str, steps: int, batch_size: int, crop: int) -> dict:
+        """Seconds per training step of a preset."""
 
 
 def system_id(name: str) -> int:

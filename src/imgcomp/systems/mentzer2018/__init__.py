@@ -63,9 +63,16 @@ class Mentzer2018:
         return training_throughput(preset, steps, batch_size, crop)
 
     def training(self):
+        """The training module: ``TrainConfig``, ``train``, ``CONFIG_FILE`` (imports training code)."""
         from imgcomp.systems.mentzer2018 import training
 
         return training
+
+    def recipes(self):
+        """The recipes module: ``RECIPES`` and ``build_config``."""
+        from imgcomp.systems.mentzer2018 import recipes
+
+        return recipes
 
 
 SYSTEM = Mentzer2018()

@@ -159,9 +159,10 @@ class ConditionalProbabilityCodec(nn.Module):
         """Step 4: ``(z_hat, symbols)``."""
         return self.quantizer(z)
 
-    def decode_latent(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """Step 6: reconstruction on the 0-255 scale (not clamped)."""
-        return self.decoder(z_hat) * self.input_std + self.input_mean
+    def decode_latent(self, z_hat: torch.Tensor, decoder: nn.Module | None = None) -> torch.Tensor:
+        """Step 6: reconstruction on the 0-255 scale (not clamped); ``decoder`` stands in for D
+        (training passes D wrapped for DDP)."""
+        return (decoder or self.decoder)(z_hat) * self.input_std + self.input_mean
 
     def forward(self, x: torch.Tensor, head: int = 0, rate_through_context: bool = True) -> dict[str, torch.Tensor]:
         """Steps 1-6 of sec. 3.5. ``bits`` (``-log2 P`` per symbol) trains P (eq. 21); while E, D,
