@@ -131,7 +131,7 @@ def test_training_correction_matches_the_codec_on_partial_edge_blocks() -> None:
 
 
 def test_training_settings_are_checked() -> None:
-    from imgcomp.training.trainer import TrainConfig
+    from imgcomp.systems.mentzer2018.training import TrainConfig
 
     assert TrainConfig(data="d", crop=128, lowpass_block=32).lowpass == LowpassSettings(32, 4)
     assert TrainConfig(data="d").lowpass is None

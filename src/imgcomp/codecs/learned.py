@@ -97,7 +97,7 @@ def register_learned_codecs() -> list[str]:
 
 def register_model_codec(model: str | os.PathLike, refine_steps: int = 0, name: str | None = None) -> str:
     """Make an exported model folder (or shipped model) a codec; returns its name (default: the
-    folder's name, prefixed by its system: ``mentzer2018/my-run``)."""
+    folder's name, or its run's for ``RUN/model``, prefixed by its system: ``mentzer2018/my-run``)."""
     from imgcomp.codecs.registry import register_codec
     from imgcomp.zoo import get_model, model_name
 
@@ -106,7 +106,11 @@ def register_model_codec(model: str | os.PathLike, refine_steps: int = 0, name: 
     loaded = get_model(model)
     shipped = model_name(loaded)
     if name is None:
-        name = shipped if "/" in shipped and not os.path.isabs(shipped) else f"{loaded.system.name}/{os.path.basename(os.path.normpath(str(model)))}"
+        folder = os.path.normpath(str(model))
+        base = os.path.basename(folder)
+        if base == "model":  # RUN/model, as imgcomp train exports it
+            base = os.path.basename(os.path.dirname(os.path.abspath(folder))) or base
+        name = shipped if "/" in shipped and not os.path.isabs(shipped) else f"{loaded.system.name}/{base}"
         name = codec_name(name.lower(), refine_steps)
     register_codec(name, functools.partial(LearnedCodec, str(loaded.path), refine_steps, name), replace=True)
     return name

@@ -252,4 +252,6 @@ def train(task: TrainingTask, run_dir: Path, resume: bool = False, progress=None
             trainer.resume()
         return trainer.run()
     finally:
+        # Drop the DDP wrapper while its process group lives: freed after teardown, it hangs a rank.
+        task.attach(task.trained_module())
         distributed.teardown(trainer.dist)
