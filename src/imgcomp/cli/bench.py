@@ -41,12 +41,13 @@ def bench_codec(
     """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time."""
     from imgcomp.benchmarks import codec_speed, machine, peak_memory_large
     from imgcomp.io import check_writable
-    from imgcomp.zoo import get_model
+    from imgcomp.zoo import get_model, model_name
 
     check_writable([out] if out else [], force)  # before any timing
     loaded = get_model(model)
     record = {
-        "machine": machine(), "image": str(image), "model": str(loaded.path), "refine_steps": refine,
+        "machine": machine(), "image": str(image), "model": model_name(loaded), "system": loaded.system.name,
+        "refine_steps": refine,
         "qualities": codec_speed(str(image), loaded, runs, refine),
         **loaded.system.benchmarks(str(image), loaded),
     }

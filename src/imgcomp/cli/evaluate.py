@@ -34,6 +34,7 @@ def codecs_command(
             "name": name, "label": codec.label or name, "kind": "learned" if "system" in parameters else "classical",
             "system": parameters.get("system"), "model": parameters.get("model"),
             "setting_name": codec.setting_name, "settings": list(codec.default_settings),
+            "qualities": list(codec.default_settings) if "system" in parameters else None,
             "library": codec.library_version(), "parameters": parameters,
         }))
 
