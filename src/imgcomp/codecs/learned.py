@@ -40,7 +40,8 @@ class LearnedCodec(Codec):
         self.name = name or codec_name(self.model_name, refine_steps)
         system = self.model.system
         refined = f" + latent refinement ({refine_steps} steps)" if refine_steps else ""
-        self.label = f"{self.model_name}{refined}"
+        shipped = "/" in self.model_name and not os.path.isabs(self.model_name)
+        self.label = (self.model_name if shipped else self.name.split(REFINE_SUFFIX)[0]) + refined
         self.default_settings = tuple(range(1, system.qualities(self.model) + 1))
 
     def library_version(self) -> str:
