@@ -13,6 +13,7 @@ called.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
@@ -99,7 +100,12 @@ def system_id(name: str) -> int:
 
 def available_systems() -> list[str]:
     """Systems implemented in this installation (the table also reserves ids for planned ones)."""
-    return [name for name in SYSTEM_IDS if importlib.util.find_spec(f"imgcomp.systems.{name}") is not None]
+    return list(_implemented())
+
+
+@functools.lru_cache(maxsize=1)
+def _implemented() -> tuple[str, ...]:
+    return tuple(name for name in SYSTEM_IDS if importlib.util.find_spec(f"imgcomp.systems.{name}") is not None)
 
 
 def get_system(name: str) -> System:
