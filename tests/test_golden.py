@@ -2,7 +2,7 @@
 
 ``fixtures/golden/*.icz`` were written by imgcomp 0.2.0-0.5.0 (container versions 2 and 3) with
 every model each release shipped; ``golden.json`` holds the SHA-256 of the pixels that same
-release decoded (make_golden.py). ``identity-0.5.0.json`` holds, for 40 encoder cases, what
+release decoded (make_golden.py). ``identity-0.5.0.json`` holds, for 54 encoder cases, what
 0.5.0 coded split into its two range-coded streams: the system's (K' and the wavefront-coded
 symbols) and the low-pass layer's (make_identity.py). Container v4 stores exactly those two
 streams as its two sections, so their bytes must match; the header differs (v4 carries the system
