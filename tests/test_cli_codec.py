@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
-from imgcomp.codec import decode_image, encode_image
+from imgcomp.api import decode_image, encode_image
 from imgcomp.errors import ImgcompError
 from imgcomp.target import encode_to_target
 

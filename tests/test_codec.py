@@ -16,12 +16,14 @@ from PIL import Image
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import imgcomp
-from imgcomp import bitstream
-from imgcomp.codec import decode_image, decode_symbols, encode_image
-from imgcomp.entropy import SymbolDecoder, SymbolEncoder, WavefrontContextModel, wavefront_index
+from imgcomp import container
+from imgcomp.api import decode_image, encode_image, read_file
+from imgcomp.entropy import SymbolDecoder, SymbolEncoder
+from imgcomp.systems.mentzer2018.wavefront import WavefrontContextModel, wavefront_index
 from imgcomp.errors import ImgcompError
-from imgcomp.models import create_model, preset
-from imgcomp.models.context_model import ContextModel3D
+from imgcomp.systems import create_model
+from imgcomp.systems.mentzer2018.config import preset
+from imgcomp.systems.mentzer2018.context_model import ContextModel3D
 from imgcomp.models.export import export_model, load_model
 
 
@@ -31,7 +33,7 @@ def model_dir(request, tmp_path_factory) -> Path:
     coded as Q(0) (the paper) or as their own symbol (``mask_symbol``)."""
     torch.manual_seed(0)
     config = preset("tiny", importance_heads=2, mask_symbol=request.param)
-    model = create_model(config.architecture, config)
+    model = create_model(config)
     for p in model.context_model.parameters():
         torch.nn.init.normal_(p, std=0.2)
     K = config.latent_channels
@@ -41,6 +43,15 @@ def model_dir(request, tmp_path_factory) -> Path:
         model.encoder[-1].bias[K + 1] = 3.0
     model.eval()
     return export_model(model, tmp_path_factory.mktemp("model") / f"tiny-{request.param}")
+
+
+def decode_symbols(data: bytes, model):
+    """Header, model and symbol volume of a file (Mentzer et al.'s stream)."""
+    from imgcomp.systems.mentzer2018.stream import decode_symbols as pull
+
+    header, sections, loaded = read_file(data, model)
+    symbols = pull(loaded, SymbolDecoder(sections[container.SECTION_SYSTEM]), header.height, header.width)
+    return header, loaded, symbols
 
 
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -123,17 +134,14 @@ def test_round_trip_is_exact(model_dir: Path, size) -> None:
     decoded = decode_image(result.data, model=model_dir)
     assert decoded.shape == (height, width, 3)
     assert np.array_equal(decoded, result.reconstruction)
-    assert result.header_bytes < 16
+    assert result.header_bytes < 24  # v4: system id, stream version and the section table
     assert 8 * result.payload_bytes <= result.estimated_bits * 1.01 + 64
 
 
 def test_low_pass_layer_corrects_the_reconstruction_and_can_be_left_out(model_dir: Path, monkeypatch) -> None:
-    """The default file carries the low-pass layer (smaller block-mean error than the bare
-    auto-encoder); ``lowpass=None`` writes only the latent; a version-2 file (no layer) still decodes."""
-    from dataclasses import replace
-
-    import imgcomp.codec as codec_module
-    from imgcomp.lowpass import DEFAULT_LOWPASS, LowpassSettings
+    """The default file carries the low-pass layer as its own section (smaller block-mean error than
+    the bare auto-encoder); ``lowpass=None`` writes only the system's section."""
+    from imgcomp.postfilter.lowpass import DEFAULT_LOWPASS, LowpassSettings
 
     image = photo(48, 80, seed=2)
     bare = encode_image(image, quality=2, model=model_dir, keep_reconstruction=True, lowpass=None)
@@ -148,18 +156,17 @@ def test_low_pass_layer_corrects_the_reconstruction_and_can_be_left_out(model_di
 
     assert block_error(fine.reconstruction) < block_error(corrected.reconstruction) < 0.5 * block_error(bare.reconstruction)
     assert len(bare.data) < len(corrected.data) < len(fine.data)
-
-    monkeypatch.setattr(codec_module, "encode_offsets", lambda *args: 0.0)  # what imgcomp 0.2 wrote
-    header, payload = bitstream.unpack(encode_image(image, quality=2, model=model_dir, lowpass=None).data)
-    version_2 = bitstream.pack(replace(header, version=2), payload)
-    assert np.array_equal(decode_image(version_2, model=model_dir), bare.reconstruction)
+    assert set(container.unpack(bare.data)[1]) == {container.SECTION_SYSTEM}
+    sections = container.unpack(corrected.data)[1]
+    assert set(sections) == {container.SECTION_SYSTEM, container.SECTION_LOWPASS}
+    assert sections[container.SECTION_SYSTEM] == container.unpack(bare.data)[1][container.SECTION_SYSTEM]
 
 
 def test_default_encoder_searches_the_low_pass_settings(model_dir: Path, monkeypatch) -> None:
     """By default the encoder codes the layer with the settings ``choose_lowpass`` picks for the
     image (and its estimate of the latent's bits); decoders read them from the file."""
-    import imgcomp.codec as codec_module
-    from imgcomp.lowpass import choose_lowpass
+    import imgcomp.api as codec_module
+    from imgcomp.postfilter.lowpass import choose_lowpass
 
     image = photo(64, 96, seed=5)
     calls = []
@@ -183,9 +190,9 @@ def test_latent_refinement_lowers_the_objective_and_writes_ordinary_files(model_
     objective than the encoder's (the best pair seen is kept), positions the refined mask
     switches off are zero, and the file decodes exactly with the unchanged decoder; 0 steps
     writes the same bytes as before refinement existed."""
-    import imgcomp.refine as refine
-    from imgcomp.lowpass import DEFAULT_LOWPASS
-    from imgcomp.refine import refine_latent
+    import imgcomp.systems.mentzer2018.refine as refine
+    from imgcomp.postfilter.lowpass import DEFAULT_LOWPASS
+    from imgcomp.systems.mentzer2018.refine import refine_latent
     from imgcomp.tensors import image_to_tensor, pad_to_multiple
 
     image = photo(44, 60, seed=3)  # not multiples of 8 or of the low-pass block
@@ -220,9 +227,9 @@ def test_latent_refinement_lowers_the_objective_and_writes_ordinary_files(model_
 
 
 def test_refinement_refuses_images_it_cannot_hold_in_memory(model_dir: Path, monkeypatch) -> None:
-    import imgcomp.refine
+    import imgcomp.systems.mentzer2018.refine
 
-    monkeypatch.setattr(imgcomp.refine, "MAX_PIXELS", 40 * 40)
+    monkeypatch.setattr(imgcomp.systems.mentzer2018.refine, "MAX_PIXELS", 40 * 40)
     with pytest.raises(ImgcompError, match="too large to refine"):
         encode_image(photo(48, 40), quality=1, model=model_dir, refine_steps=1)
     assert encode_image(photo(40, 40), quality=1, model=model_dir, refine_steps=1).data
@@ -230,22 +237,22 @@ def test_refinement_refuses_images_it_cannot_hold_in_memory(model_dir: Path, mon
     assert encode_image(tiny, quality=1, model=model_dir, refine_steps=3).data == encode_image(tiny, quality=1, model=model_dir).data
 
 
-def test_refining_codec_for_evaluation(model_dir: Path, monkeypatch) -> None:
-    """``imgcomp-refine`` (what ``imgcomp eval`` measures): the step count comes from
-    IMGCOMP_REFINE_STEPS, shows in the label and the parameters, and its files decode."""
-    from imgcomp.codecs.learned import RefinedContextModelCodec
+def test_refining_codec_for_evaluation(model_dir: Path) -> None:
+    """A model folder as a refining codec (what ``imgcomp eval`` measures): named by system and
+    folder with the step count, which shows in the label and the parameters; its files decode."""
+    from imgcomp.codecs import get_codec, register_model_codec
 
-    monkeypatch.setenv("IMGCOMP_MODEL", str(model_dir))
-    monkeypatch.setenv("IMGCOMP_REFINE_STEPS", "3")
-    codec = RefinedContextModelCodec()
+    name = register_model_codec(model_dir, refine_steps=3)
+    assert name == f"mentzer2018/{model_dir.name.lower()}+refine3"
+    codec = get_codec(name)
     assert codec.refine_steps == 3 and "3 steps" in codec.label and codec.parameters()["refine_steps"] == 3
+    assert codec.parameters()["system"] == "mentzer2018"
     image = photo(32, 40, seed=4)
     data = codec.encode(image, 2)
     assert data == encode_image(image, quality=2, model=model_dir, refine_steps=3).data
     assert codec.decode(data).shape == (32, 40, 3)
-    monkeypatch.setenv("IMGCOMP_REFINE_STEPS", "many")
-    with pytest.raises(ImgcompError, match="IMGCOMP_REFINE_STEPS"):
-        RefinedContextModelCodec()
+    with pytest.raises(ImgcompError, match="refine_steps"):
+        register_model_codec(model_dir, refine_steps=-1)
 
 
 def test_encode_command_low_pass_options(model_dir: Path, tmp_path: Path) -> None:
@@ -292,7 +299,7 @@ def test_thread_counts_and_another_process_decode_the_same_symbols(model_dir: Pa
     path.write_bytes(result.data)
     script = (
         "import sys, torch, numpy as np; torch.set_num_threads(1);"
-        "from imgcomp.codec import decode_image;"
+        "from imgcomp.api import decode_image;"
         f"np.save(sys.argv[1], decode_image(open(sys.argv[2], 'rb').read(), model=r'{model_dir}'))"
     )
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.npy"), str(path)], check=True)
@@ -316,8 +323,8 @@ def test_coders_in_several_threads_do_not_disturb_each_other(model_dir: Path) ->
     assert blas_threads() == before  # the coders' one-thread limit is lifted afterwards
 
 
-def test_public_api_and_pillow_plugin(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("IMGCOMP_MODEL", str(model_dir))
+def test_public_api_and_pillow_plugin(model_dir: Path, tmp_path: Path) -> None:
+    """``imgcomp.compress`` / ``decompress`` and Pillow with the default (shipped) model."""
     image = photo(30, 45)
     data = imgcomp.compress(image, quality=1)
     decoded = imgcomp.decompress(data)
@@ -340,7 +347,8 @@ def test_every_shipped_model_round_trips_and_files_find_their_model() -> None:
     image = photo(40, 56, seed=5)
     for name in shipped_models():
         loaded = get_model(name)
-        for quality in (1, loaded.config.importance_heads):
+        assert name.startswith("mentzer2018/") and get_model(name.replace("/", "-")) is loaded  # 0.5 alias
+        for quality in (1, loaded.system.qualities(loaded)):
             result = encode_image(image, quality=quality, model=loaded, keep_reconstruction=True)
             assert np.array_equal(decode_image(result.data), result.reconstruction), (name, quality)
             assert 8 * result.payload_bytes <= result.estimated_bits * 1.01 + 64
@@ -371,7 +379,13 @@ def with_crc(head: bytes, payload: bytes) -> bytes:
 
 
 def test_bad_files_get_clear_errors(model_dir: Path, valid_file: bytes) -> None:
-    version = bitstream.FORMAT_VERSION << 4
+    version = container.FORMAT_VERSION << 4
+    tag = valid_file[5:7]
+
+    def v4(quality: int, system: int, stream: int, size: bytes, table: bytes, body: bytes = b"") -> bytes:
+        head = container.MAGIC + bytes([version | (quality - 1), system, stream]) + tag + size + table
+        return with_crc(head, body)
+
     cases = {
         "empty": (b"", "magic"),
         "wrong magic": (b"PNG" + valid_file[3:], "magic"),
@@ -380,14 +394,18 @@ def test_bad_files_get_clear_errors(model_dir: Path, valid_file: bytes) -> None:
         "flipped bit": (valid_file[:-1] + bytes([valid_file[-1] ^ 1]), "checksum"),
         "unknown version": (valid_file[:2] + bytes([0xF0 | (valid_file[2] & 0x0F)]) + valid_file[3:], "version 15"),
         "older version": (valid_file[:2] + bytes([0x10 | (valid_file[2] & 0x0F)]) + valid_file[3:], "older imgcomp"),
-        "absurd size": (
-            with_crc(bitstream.MAGIC + bytes([version]) + b"\0\0" + bitstream._varint(10**6 - 1) * 2 + bitstream._varint(0), b""),
-            "too large|size",
-        ),
-        "quality beyond the model": (
-            with_crc(bitstream.MAGIC + bytes([version | 5]) + valid_file[3:5] + b"\x07\x07" + bitstream._varint(0), b""),
-            "quality",
-        ),
+        "absurd size": (v4(1, 1, 1, container._varint(10**6 - 1) * 2, b"\x01\x00\x00"), "too large|size"),
+        "quality beyond the model": (v4(6, 1, 1, b"\x07\x07", b"\x01\x00\x00"), "quality"),
+        "system id 0": (v4(1, 0, 1, b"\x07\x07", b"\x01\x00\x00"), "system id"),
+        "unknown system": (v4(1, 77, 1, b"\x07\x07", b"\x01\x00\x00"), "system id"),
+        "planned system": (v4(1, 3, 1, b"\x07\x07", b"\x01\x00\x00"), "rippel2017"),
+        "newer stream": (v4(1, 1, 9, b"\x07\x07", b"\x01\x00\x00"), "stream version 9"),
+        "no sections": (v4(1, 1, 1, b"\x07\x07", b"\x00"), "sections"),
+        "unknown section": (v4(1, 1, 1, b"\x07\x07", b"\x01\x09\x00"), "section kind"),
+        "section twice": (v4(1, 1, 1, b"\x07\x07", b"\x02\x00\x00\x00\x00"), "twice"),
+        "low-pass first": (v4(1, 1, 1, b"\x07\x07", b"\x01\x01\x00"), "first section"),
+        "lengths beyond the file": (v4(1, 1, 1, b"\x07\x07", b"\x01\x00\x04"), "truncated"),
+        "empty low-pass section": (v4(1, 1, 1, b"\x07\x07", b"\x02\x00\x04\x01\x04", b"\0" * 8), "payload|low-pass"),
     }
     for name, (data, message) in cases.items():
         with pytest.raises(ImgcompError, match=message):
@@ -395,12 +413,11 @@ def test_bad_files_get_clear_errors(model_dir: Path, valid_file: bytes) -> None:
     assert issubclass(ImgcompError, ValueError)
 
 
-def test_unknown_model_tag(model_dir: Path, valid_file: bytes, monkeypatch) -> None:
-    monkeypatch.delenv("IMGCOMP_MODEL", raising=False)
+def test_unknown_model_tag(model_dir: Path, valid_file: bytes) -> None:
     with pytest.raises(ImgcompError, match="not installed|not found"):
         decode_image(valid_file)
-    other = valid_file[:3] + bytes([valid_file[3] ^ 0xFF]) + valid_file[4:]
-    head_len = len(other) - len(bitstream.unpack(valid_file)[1]) - 4
+    other = valid_file[:5] + bytes([valid_file[5] ^ 0xFF]) + valid_file[6:]
+    head_len = container.header_bytes(valid_file) - 4
     other = with_crc(other[:head_len], other[head_len + 4 :])
     with pytest.raises(ImgcompError, match="different model"):
         decode_image(other, model=model_dir)
@@ -409,7 +426,7 @@ def test_unknown_model_tag(model_dir: Path, valid_file: bytes, monkeypatch) -> N
 def test_fuzz_random_mutations(model_dir: Path, valid_file: bytes) -> None:
     """Random corruptions, with and without a repaired checksum: an image or ImgcompError."""
     rng = random.Random(0)
-    header_length = len(valid_file) - len(bitstream.unpack(valid_file)[1]) - 4
+    header_length = container.header_bytes(valid_file) - 4
     for case in range(300):
         data = bytearray(valid_file)
         for _ in range(rng.randint(1, 4)):
@@ -431,7 +448,7 @@ def test_fuzz_random_mutations(model_dir: Path, valid_file: bytes) -> None:
 
 
 def test_active_channels_counts_leading_nonzero_channels() -> None:
-    from imgcomp.codec import _active_channels
+    from imgcomp.systems.mentzer2018.stream import _active_channels
 
     zero = torch.tensor(2)
     volume = torch.full((5, 3, 4), 2)
@@ -448,13 +465,13 @@ def test_fully_masked_volume_round_trips(model_dir: Path) -> None:
     K = loaded.config.latent_channels
     with torch.no_grad():
         loaded.model.encoder[-1].bias[K] = -40.0  # y = 0: every channel masked
-    result = encode_image(photo(16, 16), quality=1, model=loaded, keep_reconstruction=True)
+    result = encode_image(photo(16, 16), quality=1, model=loaded, keep_reconstruction=True, lowpass=None)
     assert result.payload_bytes <= 8
     assert np.array_equal(decode_image(result.data, model=loaded), result.reconstruction)
 
 
 def test_visualize_writes_importance_map_and_latents(model_dir: Path, tmp_path: Path) -> None:
-    from imgcomp.visualize import visualize
+    from imgcomp.systems.mentzer2018.visualize import visualize
 
     image = tmp_path / "in.png"
     Image.fromarray(photo(40, 56)).save(image)
@@ -468,7 +485,8 @@ def test_visualize_writes_importance_map_and_latents(model_dir: Path, tmp_path: 
 
 def test_codec_benchmark_reports_speed_and_cost(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     import imgcomp.benchmarks
-    from imgcomp.benchmarks import codec_speed, machine, naive_decode_seconds
+    from imgcomp.benchmarks import codec_speed, machine
+    from imgcomp.systems.mentzer2018.bench import naive_decode_seconds
 
     assert machine()["cpu"] and machine()["cores"] >= 1  # timings say what they were measured on
     image = tmp_path / "in.png"
@@ -476,7 +494,7 @@ def test_codec_benchmark_reports_speed_and_cost(model_dir: Path, tmp_path: Path,
     loaded = load_model(model_dir)
     rows = codec_speed(str(image), loaded, runs=1)
     assert [row["quality"] for row in rows] == [1, 2]
-    assert all(row["decode_s_median"] > 0 and row["header_bytes"] < 16 for row in rows)
+    assert all(row["decode_s_median"] > 0 and row["header_bytes"] < 24 for row in rows)
     asked = []
     monkeypatch.setattr(
         imgcomp.benchmarks, "encode_image",

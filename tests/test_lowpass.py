@@ -7,7 +7,7 @@ import pytest
 
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
 from imgcomp.errors import ImgcompError
-from imgcomp.lowpass import (
+from imgcomp.postfilter.lowpass import (
     LowpassSettings,
     apply_offsets,
     decode_offsets,
@@ -94,8 +94,8 @@ def test_training_correction_matches_the_codec_and_ignores_block_means() -> None
     (the layer sends block means, so E and D are not trained for them)."""
     import torch
 
-    from imgcomp.lowpass import correct_tensor
-    from imgcomp.training.losses import distortion
+    from imgcomp.postfilter.lowpass import correct_tensor
+    from imgcomp.systems.mentzer2018.objective import distortion
 
     settings = LowpassSettings(32, 4)
     original = textured(64, 96, seed=4)
@@ -117,7 +117,7 @@ def test_training_correction_matches_the_codec_on_partial_edge_blocks() -> None:
     cover, as :func:`fit_offsets` does."""
     import torch
 
-    from imgcomp.lowpass import correct_tensor
+    from imgcomp.postfilter.lowpass import correct_tensor
 
     settings = LowpassSettings(16, 3)
     original = textured(50, 70, seed=6)
@@ -131,7 +131,7 @@ def test_training_correction_matches_the_codec_on_partial_edge_blocks() -> None:
 
 
 def test_training_settings_are_checked() -> None:
-    from imgcomp.training.trainer import TrainConfig
+    from imgcomp.systems.mentzer2018.training import TrainConfig
 
     assert TrainConfig(data="d", crop=128, lowpass_block=32).lowpass == LowpassSettings(32, 4)
     assert TrainConfig(data="d").lowpass is None
@@ -159,7 +159,7 @@ def test_the_search_trades_rate_for_ms_ssim() -> None:
     """``choose_lowpass`` returns one of its candidates with the offsets fit_offsets gives it; a
     free rate buys the most accurate correction, an exorbitant one no section at all, and the
     default picks a section that corrects a strong drift."""
-    from imgcomp.lowpass import BLOCK_SIZES, SEARCH_STEPS, choose_lowpass
+    from imgcomp.postfilter.lowpass import BLOCK_SIZES, SEARCH_STEPS, choose_lowpass
     from imgcomp.metrics import ms_ssim
 
     original, decoded = drifted(200, 260)
@@ -174,7 +174,7 @@ def test_the_search_trades_rate_for_ms_ssim() -> None:
 
 
 def test_images_too_small_to_search_get_the_default_settings() -> None:
-    from imgcomp.lowpass import DEFAULT_LOWPASS, choose_lowpass
+    from imgcomp.postfilter.lowpass import DEFAULT_LOWPASS, choose_lowpass
 
     original, decoded = drifted(20, 40)  # one MS-SSIM scale only
     chosen, offsets = choose_lowpass(original, decoded, latent_bits=500)
@@ -182,7 +182,7 @@ def test_images_too_small_to_search_get_the_default_settings() -> None:
 
 
 def test_block_means_of_every_size_at_once_are_exact() -> None:
-    from imgcomp.lowpass import BLOCK_SIZES, _block_means_every_size, block_means
+    from imgcomp.postfilter.lowpass import BLOCK_SIZES, _block_means_every_size, block_means
 
     original, decoded = drifted(83, 150)  # partial blocks of every size at both edges
     every = _block_means_every_size(original, decoded)
@@ -194,7 +194,7 @@ def test_block_means_of_every_size_at_once_are_exact() -> None:
 def test_large_images_are_searched_on_a_central_window(monkeypatch) -> None:
     """Over ``SEARCH_MAX_PIXELS`` the search scores a block-aligned central window (its offsets
     the whole image's); the answer is still a whole-image section."""
-    import imgcomp.lowpass as lowpass
+    import imgcomp.postfilter.lowpass as lowpass
 
     assert lowpass._search_window(512, 768) == (0, 0, 512, 768)
     monkeypatch.setattr(lowpass, "SEARCH_MAX_PIXELS", 128 * 128)

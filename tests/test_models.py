@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from imgcomp.errors import ImgcompError
-from imgcomp.models import create_model, preset
-from imgcomp.models.context_model import ContextModel3D, causal_mask_3d
-from imgcomp.models.importance_map import binarize_mask, importance_mask
-from imgcomp.models.quantizer import LearnedCenterQuantizer
+from imgcomp.systems import create_model
+from imgcomp.systems.mentzer2018.config import preset
+from imgcomp.systems.mentzer2018.context_model import ContextModel3D, causal_mask_3d
+from imgcomp.systems.mentzer2018.importance_map import binarize_mask, importance_mask
+from imgcomp.systems.mentzer2018.quantizer import LearnedCenterQuantizer
 
 
 def raster_index(c: int, h: int, w: int, H: int, W: int) -> int:
@@ -97,7 +98,7 @@ def test_quantizer_symbols_and_values_are_inverse() -> None:
 
 def test_model_shapes_and_heads() -> None:
     config = preset("tiny", importance_heads=3)
-    model = create_model(config.architecture, config)
+    model = create_model(config)
     x = torch.rand(2, 3, 32, 48) * 255
     out = model(x, head=2)
     assert out["x_hat"].shape == x.shape
@@ -112,7 +113,7 @@ def test_importance_pool_makes_the_map_constant_over_blocks() -> None:
     included, for odd latent sizes); models saved before the field existed load with 1."""
     torch.manual_seed(0)
     config = preset("tiny", importance_heads=1, importance_pool=2)
-    model = create_model(config.architecture, config).eval()
+    model = create_model(config).eval()
     _, _, y = model.analyse(torch.rand(1, 3, 40, 56) * 255, 0)  # latent 5 x 7
     assert y.shape[-2:] == (5, 7)
     blocks = torch.nn.functional.pad(y, (0, 1, 0, 1), mode="replicate").unfold(2, 2, 2).unfold(3, 2, 2)
@@ -128,7 +129,7 @@ def test_mask_symbol_marks_masked_out_positions_and_keeps_the_reconstruction() -
     value and a 0 flag); D still gets Q(0) there, so E and D are untouched by the choice."""
     torch.manual_seed(0)
     config = preset("tiny", importance_heads=2, mask_symbol=True)
-    model = create_model(config.architecture, config).eval()
+    model = create_model(config).eval()
     x = torch.rand(2, 3, 32, 48) * 255
     with torch.no_grad():
         model.encoder[-1].bias[config.latent_channels] = 0.0  # head 0: about half the channels
@@ -144,13 +145,13 @@ def test_mask_symbol_marks_masked_out_positions_and_keeps_the_reconstruction() -
     inputs = model.context_inputs(coded)
     assert inputs.shape == (2, 2, config.latent_channels, 4, 6)
     assert torch.equal(inputs[:, 1], (mask > 0).float()) and torch.equal(inputs[:, 0], z_hat)
-    classic = create_model(config.architecture, preset("tiny", importance_heads=2)).eval()
+    classic = create_model(preset("tiny", importance_heads=2)).eval()
     assert classic.masked_out_symbol() == int(classic.quantizer.symbols(torch.zeros(1))[0])
     assert torch.equal(classic.context_symbols(symbols, mask), symbols)
 
 
 def test_unknown_architecture_and_preset() -> None:
-    with pytest.raises(ImgcompError):
-        create_model("nope", preset("tiny"))
+    with pytest.raises(ImgcompError, match="unknown system"):
+        create_model(preset("tiny", architecture="nope"))
     with pytest.raises(ImgcompError):
         preset("huge")

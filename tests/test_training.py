@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from imgcomp.errors import ImgcompError
 from imgcomp.models.export import load_model
 from imgcomp.training.batches import StepBatches
-from imgcomp.training.trainer import TrainConfig, Trainer, head_for_step
+from imgcomp.systems.mentzer2018.training import TrainConfig, Trainer, head_for_step
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -111,12 +111,13 @@ def test_masked_cost_never_exceeds_full_cost(data: Path, tmp_path: Path) -> None
 def test_the_rate_reaches_the_encoder_through_p_but_not_p() -> None:
     """Sec. 3.2: the masked cost's gradient reaches E through P's input (soft quantization, eq. 4),
     even with every channel on (no gradient through the mask); P's weights get none of it."""
-    from imgcomp.models import create_model, preset
-    from imgcomp.training.losses import coding_costs
+    from imgcomp.systems import create_model
+    from imgcomp.systems.mentzer2018.config import preset
+    from imgcomp.systems.mentzer2018.objective import coding_costs
 
     torch.manual_seed(0)
     config = preset("tiny", importance_heads=1)
-    model = create_model(config.architecture, config)
+    model = create_model(config)
     with torch.no_grad():
         model.encoder[-1].bias[config.latent_channels] = 50.0  # y = K: all on, sigmoid saturated
     out = model(torch.rand(2, 3, 32, 32) * 255)
@@ -147,7 +148,7 @@ def test_training_settings_are_checked(data: Path) -> None:
 def test_the_colour_anchor_sees_the_colour_shift_that_ms_ssim_misses(pool: int) -> None:
     """A constant per-channel shift barely moves MS-SSIM (means enter only at its coarsest
     scale); the colour anchor adds exactly weight * |shift| / 255 per unit of the scale."""
-    from imgcomp.training.losses import distortion
+    from imgcomp.systems.mentzer2018.objective import distortion
 
     torch.manual_seed(0)
     x = 50 + 150 * torch.rand(2, 3, 64, 64)
@@ -234,15 +235,16 @@ def test_cli_errors() -> None:
 def test_every_shipped_model_has_a_recipe_and_recipes_start_from_shipped_names() -> None:
     """The default model's recipe fine-tunes a shipped model named by its name, which the trainer
     resolves to the package's folder; the recipe's architecture is the shipped model's."""
-    from imgcomp.training.recipes import RECIPES, build_config
+    from imgcomp.systems.mentzer2018.recipes import RECIPES, build_config
     from imgcomp.zoo import DEFAULT_MODEL, get_model, model_folder, shipped_models
 
     assert DEFAULT_MODEL in shipped_models()
     described = " ".join(recipe["description"] for recipe in RECIPES.values())
     assert all(name in described for name in shipped_models())
     config = build_config("cpu-multirate-colour-lp", {"data": "."})
-    assert config.init_from == "mentzer2018-cpu-colour" and config.lowpass is not None
-    assert model_folder(config.init_from) == shipped_models()["mentzer2018-cpu-colour"]
+    assert config.init_from == "mentzer2018/cpu-colour" and config.lowpass is not None
+    assert model_folder(config.init_from) == shipped_models()["mentzer2018/cpu-colour"]
+    assert model_folder("mentzer2018-cpu-colour") == shipped_models()["mentzer2018/cpu-colour"]  # 0.5 name
     assert config.model_config().to_dict() == get_model(DEFAULT_MODEL).config.to_dict()
     with pytest.raises(ImgcompError, match="not found"):
         model_folder("no-such-model")
@@ -269,8 +271,8 @@ def test_extending_steps_on_resume_moves_the_decay(data: Path, tmp_path: Path) -
     first.run()
     longer = Trainer(tiny_config(data, steps=4), tmp_path / "run")  # decay at 3: already passed
     longer.resume()
-    assert longer.opt_ae.param_groups[0]["lr"] == pytest.approx(1e-5)
-    assert longer.opt_p.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert longer.optimisers["ae"].param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert longer.optimisers["p"].param_groups[0]["lr"] == pytest.approx(1e-5)
 
 
 def test_context_only_training_keeps_the_auto_encoder(data: Path, tmp_path: Path) -> None:

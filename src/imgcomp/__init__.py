@@ -1,7 +1,8 @@
 """imgcomp: learned lossy image compression, from training to real files.
 
-Implements Mentzer et al. (CVPR 2018), Patel et al. (Deep Perceptual Compression) and
-Rippel & Bourdev (ICML 2017) and measures them against the classical codecs.
+Implements Mentzer et al. (CVPR 2018), with an optional low-pass correction layer, and measures
+it against the classical codecs. Patel et al. (Deep Perceptual Compression) and Rippel & Bourdev
+(ICML 2017) are planned on the same layout (:mod:`imgcomp.systems`); they are not implemented yet.
 
 >>> import imgcomp
 >>> data = imgcomp.compress("photo.png", quality=3)     # bytes of an .icz file
@@ -18,10 +19,10 @@ pillow_plugin.register()
 
 def __getattr__(name: str):
     """Load the codec (and torch) only when it is first used, so ``import imgcomp`` stays fast."""
-    if name in ("compress", "decompress", "encode_image"):
-        from imgcomp import codec
+    if name in ("compress", "decompress", "encode_image", "decode_image"):
+        from imgcomp import api
 
-        return getattr(codec, name)
+        return getattr(api, name)
     raise AttributeError(f"module 'imgcomp' has no attribute {name!r}")
 
-__all__ = ["ImgcompError", "__version__", "compress", "decompress", "encode_image"]
+__all__ = ["ImgcompError", "__version__", "compress", "decompress", "decode_image", "encode_image"]

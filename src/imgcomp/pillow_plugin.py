@@ -10,13 +10,13 @@ import io
 
 from PIL import Image, ImageFile
 
-from imgcomp import bitstream
+from imgcomp import container
 
 FORMAT = "ICZ"
 
 
 def _accept(prefix: bytes) -> bool:
-    return prefix[: len(bitstream.MAGIC)] == bitstream.MAGIC
+    return prefix[: len(container.MAGIC)] == container.MAGIC
 
 
 class IczImageFile(ImageFile.ImageFile):
@@ -25,16 +25,17 @@ class IczImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         self._data = self.fp.read()
-        header, _ = bitstream.unpack(self._data)  # validates before anything is decoded
+        header, _ = container.unpack(self._data)  # validates before anything is decoded
         self._size = (header.width, header.height)
         self._mode = "RGB"
         self.info["quality"] = header.quality
         self.info["model_tag"] = header.model_tag.hex()
+        self.info["system_id"] = header.system_id
         self.tile = [ImageFile._Tile("raw", (0, 0, header.width, header.height), 0, ("RGB", 0, 1))]
 
     def load(self):
         if self.tile and getattr(self, "_data", None) is not None:
-            from imgcomp.codec import decode_image
+            from imgcomp.api import decode_image
 
             pixels = decode_image(self._data)
             self._data = None
@@ -44,7 +45,7 @@ class IczImageFile(ImageFile.ImageFile):
 
 
 def _save(image: Image.Image, fp, filename) -> None:
-    from imgcomp.codec import compress
+    from imgcomp.api import compress
 
     info = image.encoderinfo
     fp.write(compress(image.convert("RGB"), quality=info.get("quality"), model=info.get("model")))

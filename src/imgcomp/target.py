@@ -7,7 +7,7 @@ ordinary encoder on a small set of candidate settings and keeps the largest file
 * every quality level with the low-pass layer left out (the smallest file of each quality) and
   with the encoder's own per-image choice (``lowpass="auto"``);
 * for the highest quality whose smallest file fits, every fixed low-pass setting of the search
-  grid (:data:`imgcomp.lowpass.BLOCK_SIZES` x :data:`imgcomp.lowpass.SEARCH_STEPS`), which fills
+  grid (:data:`imgcomp.postfilter.lowpass.BLOCK_SIZES` x :data:`~imgcomp.postfilter.lowpass.SEARCH_STEPS`), which fills
   the gap between that quality's smallest file and the next quality's.
 
 Every candidate is a real encode, so the size is exact; the cost is about 2 x qualities + 15
@@ -20,10 +20,10 @@ import math
 import os
 from dataclasses import dataclass
 
-from imgcomp.codec import EncodeResult, encode_image
+from imgcomp.api import EncodeResult, encode_image
 from imgcomp.errors import ImgcompError
 from imgcomp.io import ImageSource, load_image
-from imgcomp.lowpass import AUTO, BLOCK_SIZES, SEARCH_STEPS, LowpassSettings
+from imgcomp.postfilter.lowpass import AUTO, BLOCK_SIZES, SEARCH_STEPS, LowpassSettings
 from imgcomp.models.export import LoadedModel
 from imgcomp.zoo import get_model
 
@@ -78,7 +78,7 @@ def encode_to_target(
         results.append(encode_image(pixels, quality, loaded, lowpass=lowpass))
         return results[-1]
 
-    qualities = range(1, loaded.config.importance_heads + 1)
+    qualities = range(1, loaded.system.qualities(loaded) + 1)
     smallest = {quality: len(encode(quality, None).data) for quality in qualities}
     for quality in qualities:
         encode(quality, AUTO)

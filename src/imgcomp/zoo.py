@@ -1,4 +1,9 @@
-"""Models that ship inside the package (``imgcomp/weights/NAME/``) and how files find them."""
+"""Models that ship inside the package, ``imgcomp/weights/<system>/<model>/``, and how files find them.
+
+A shipped model is named ``<system>/<model>`` (``mentzer2018/cpu-colour-lp``); the names of
+imgcomp 0.2-0.5 (``mentzer2018-cpu-colour-lp``) are accepted as aliases. Anywhere a model is
+asked for, a folder holding an exported model works too.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +16,35 @@ from imgcomp.io import file_sha256
 from imgcomp.models.export import CONFIG_FILE, WEIGHTS_FILE, LoadedModel, load_model
 
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "mentzer2018-cpu-colour-lp"
-MODEL_ENV = "IMGCOMP_MODEL"  # overrides the default model: a shipped name or a folder
-
-
-def default_model() -> str:
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+DEFAULT_MODEL = "mentzer2018/cpu-colour-lp"
 
 
 def shipped_models() -> dict[str, Path]:
-    """Name -> folder of every model bundled with this installation."""
+    """``system/model`` name -> folder of every model bundled with this installation."""
     if not WEIGHTS_ROOT.is_dir():
         return {}
     return {
-        folder.name: folder
-        for folder in sorted(WEIGHTS_ROOT.iterdir())
+        f"{system.name}/{folder.name}": folder
+        for system in sorted(WEIGHTS_ROOT.iterdir()) if system.is_dir()
+        for folder in sorted(system.iterdir())
         if (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file()
     }
+
+
+def canonical_name(name: str) -> str:
+    """A shipped model's ``system/model`` name from itself or its 0.2-0.5 alias ``system-model``."""
+    shipped = shipped_models()
+    if name in shipped:
+        return name
+    for full in shipped:
+        if name == full.replace("/", "-", 1):
+            return full
+    return name
+
+
+@lru_cache(maxsize=32)
+def _weights_sha256(path: str, mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 @lru_cache(maxsize=8)
@@ -36,33 +53,41 @@ def _load_cached(folder: str, mtime_ns: int) -> LoadedModel:
 
 
 def model_folder(model: str | os.PathLike) -> Path:
-    """The folder of a shipped model's name, or ``model`` itself as a folder path."""
+    """The folder of a shipped model's name (or alias), or ``model`` itself as a folder path."""
     shipped = shipped_models()
-    folder = shipped.get(str(model)) or Path(model)
+    folder = shipped.get(canonical_name(str(model))) or Path(model)
     if not folder.is_dir():
         known = ", ".join(shipped) or "none are installed"
         raise ImgcompError(f"model {str(model)!r} not found: give a model folder or a shipped name ({known})")
     return folder
 
 
+def model_name(loaded: LoadedModel) -> str:
+    """``system/model`` of a shipped model, else its folder's path."""
+    for name, folder in shipped_models().items():
+        if loaded.path is not None and folder.resolve() == Path(loaded.path).resolve():
+            return name
+    return str(loaded.path) if loaded.path is not None else "(in memory)"
+
+
 def get_model(model: str | os.PathLike | LoadedModel | None = None) -> LoadedModel:
     """A model by shipped name, folder path, an already loaded model, or the default."""
     if isinstance(model, LoadedModel):
         return model
-    folder = model_folder(default_model() if model is None else model)
+    folder = model_folder(DEFAULT_MODEL if model is None else model)
     weights = folder / WEIGHTS_FILE
     return _load_cached(str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else 0)
 
 
-def find_model_by_tag(tag: bytes) -> LoadedModel:
-    """The default model or a shipped one whose weights' SHA-256 starts with ``tag``."""
-    candidates = list(shipped_models().values())
-    if os.environ.get(MODEL_ENV):
-        candidates.insert(0, Path(os.environ[MODEL_ENV]))
-    for folder in candidates:
-        folder = shipped_models().get(str(folder), folder)
+def find_model_by_tag(tag: bytes, system_id: int | None = None) -> LoadedModel:
+    """The shipped model whose weights' SHA-256 starts with ``tag`` (of system ``system_id``)."""
+    from imgcomp.systems import SYSTEM_IDS
+
+    for name, folder in shipped_models().items():
+        if system_id is not None and SYSTEM_IDS.get(name.split("/")[0]) != system_id:
+            continue
         weights = folder / WEIGHTS_FILE
-        if weights.is_file() and bytes.fromhex(file_sha256(weights)).startswith(tag):
+        if bytes.fromhex(_weights_sha256(str(weights), weights.stat().st_mtime_ns)).startswith(tag):
             return get_model(folder)
     raise ImgcompError(
         f"file was made with a model that is not installed (tag {tag.hex()}); pass it with --model"

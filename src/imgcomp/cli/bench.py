@@ -39,16 +39,17 @@ def bench_codec(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time."""
-    from imgcomp.benchmarks import codec_speed, machine, naive_decode_seconds, peak_memory_large
+    from imgcomp.benchmarks import codec_speed, machine, peak_memory_large
     from imgcomp.io import check_writable
-    from imgcomp.zoo import get_model
+    from imgcomp.zoo import get_model, model_name
 
     check_writable([out] if out else [], force)  # before any timing
     loaded = get_model(model)
     record = {
-        "machine": machine(), "image": str(image), "model": str(loaded.path), "refine_steps": refine,
+        "machine": machine(), "image": str(image), "model": model_name(loaded), "system": loaded.system.name,
+        "refine_steps": refine,
         "qualities": codec_speed(str(image), loaded, runs, refine),
-        "naive_one_symbol_at_a_time": naive_decode_seconds(str(image), loaded),
+        **loaded.system.benchmarks(str(image), loaded),
     }
     if large:
         record["large_image"] = peak_memory_large(str(loaded.path))
@@ -58,6 +59,7 @@ def bench_codec(
 @bench_app.command("train")
 def bench_train(
     presets: List[str] = typer.Option(["cpu", "paper"], "--preset", help="Presets to time."),
+    system: str = typer.Option("mentzer2018", "--system", help="The system whose presets these are."),
     steps: int = typer.Option(20, help="Timed steps per preset (after one warm-up; the first few are slow)."),
     batch_size: int = typer.Option(8, help="Images per step."),
     crop: int = typer.Option(128, help="Crop size."),
@@ -65,8 +67,10 @@ def bench_train(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Training throughput (steps/s, images/s) of each preset on this machine."""
-    from imgcomp.benchmarks import machine, training_throughput
+    from imgcomp.benchmarks import machine
     from imgcomp.io import check_writable
+    from imgcomp.systems import get_system
 
     check_writable([out] if out else [], force)  # before any timing
-    _emit({"machine": machine(), "presets": [training_throughput(p, steps, batch_size, crop) for p in presets]}, out, force)
+    chosen = get_system(system)
+    _emit({"machine": machine(), "presets": [chosen.training_throughput(p, steps, batch_size, crop) for p in presets]}, out, force)

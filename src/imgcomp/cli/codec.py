@@ -141,7 +141,7 @@ def _run_all(
 def _lowpass_choice(block: int | None, step: int | None):
     """``--lowpass-block`` / ``--lowpass-step`` -> ``encode_image``'s ``lowpass``: per-image search
     when neither is given, none for block 0, else fixed settings (block 32, step 4 by default)."""
-    from imgcomp.lowpass import AUTO, DEFAULT_LOWPASS, LowpassSettings
+    from imgcomp.postfilter.lowpass import AUTO, DEFAULT_LOWPASS, LowpassSettings
 
     if block is None and step is None:
         return AUTO
@@ -156,7 +156,7 @@ def _encode_one(
     source: Path, target: Path, model: str | None, quality: int | None, lowpass, refine: int,
     target_bytes: int | None, target_bpp: float | None, force: bool,
 ) -> dict:
-    from imgcomp.codec import encode_image
+    from imgcomp.api import encode_image
 
     data = _read_input(source)
     loaded = _model(model)
@@ -215,7 +215,7 @@ def encode_command(
 
 
 def _decode_one(source: Path, target: Path, model: str | None, fmt: str | None, force: bool) -> dict:
-    from imgcomp.codec import decode_image
+    from imgcomp.api import decode_image
     from imgcomp.io import image_bytes, image_format
 
     data = _read_input(source)

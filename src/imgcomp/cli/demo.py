@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -38,26 +37,26 @@ def demo(
 ) -> None:
     """Compress a photo with the learned codec at every quality level, decode it again, and compare
     size, bpp, PSNR and MS-SSIM with JPEG 4:2:0 at the same file size."""
-    from imgcomp.codec import decode_image, encode_image
+    from imgcomp.api import decode_image, encode_image
     from imgcomp.io import load_image, save_image, write_atomic
     from imgcomp.metrics import bits_per_pixel, ms_ssim, psnr
-    from imgcomp.zoo import MODEL_ENV, get_model, shipped_models
+    from imgcomp.zoo import get_model, model_name, shipped_models
 
     console = Console()
     pixels = load_image(image)
     height, width = pixels.shape[:2]
-    if model is None and not shipped_models() and not os.environ.get(MODEL_ENV):
+    if model is None and not shipped_models():
         _classical_only(console, image, pixels)
         return
     loaded = get_model(model)
     out.mkdir(parents=True, exist_ok=True)
     refined = f", latent refined in {refine} steps" if refine else ""
-    table = Table(title=f"{image.name} ({width}x{height}), model {loaded.path.name if loaded.path else ''}{refined}")
+    table = Table(title=f"{image.name} ({width}x{height}), model {model_name(loaded)}{refined}")
     for column in ("codec", "quality", "bytes", "bpp", "PSNR dB", "MS-SSIM", "encode s", "decode s"):
         table.add_column(column, justify="right" if column != "codec" else "left")
     import time
 
-    for quality in range(1, loaded.config.importance_heads + 1):
+    for quality in range(1, loaded.system.qualities(loaded) + 1):
         result = encode_image(pixels, quality, loaded, refine_steps=refine)
         started = time.perf_counter()
         decoded = decode_image(result.data, loaded)

@@ -13,6 +13,30 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
     app.command("report")(report_command)
     app.command("compare")(compare_command)
+    app.command("codecs")(codecs_command)
+
+
+def codecs_command(
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per codec: system, model, qualities, library."),
+) -> None:
+    """List every codec, classical and learned, one name per line (learned ones as system/model)."""
+    import json
+
+    from imgcomp.codecs import available_codecs, get_codec
+
+    for name in available_codecs():
+        if not json_output:
+            typer.echo(name)
+            continue
+        codec = get_codec(name)
+        parameters = codec.parameters()
+        typer.echo(json.dumps({
+            "name": name, "label": codec.label or name, "kind": "learned" if "system" in parameters else "classical",
+            "system": parameters.get("system"), "model": parameters.get("model"),
+            "setting_name": codec.setting_name, "settings": list(codec.default_settings),
+            "qualities": list(codec.default_settings) if "system" in parameters else None,
+            "library": codec.library_version(), "parameters": parameters,
+        }))
 
 
 def eval_command(
@@ -27,14 +51,27 @@ def eval_command(
         "--settings",
         help="Override a codec's sweep, e.g. --settings jpeg420=10,50,90 (repeatable).",
     ),
+    model: list[Path] | None = typer.Option(
+        None, "--model", "-m",
+        help="An exported model folder to evaluate as codec SYSTEM/NAME (its folder's name; RUN for RUN/model); repeatable.",
+    ),
+    refine: int = typer.Option(0, "--refine", min=0, max=1000, help="With --model: refine each latent in N steps (codec SYSTEM/NAME+refineN)."),
     force: bool = typer.Option(False, "--force", help="Overwrite a results file from a different run."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Compress every image with every codec at every setting; record bpp, PSNR, MS-SSIM, times."""
-    from imgcomp.codecs import parse_codec_names
+    """Compress every image with every codec at every setting; record bpp, PSNR, MS-SSIM, times.
+
+    Learned codecs are named by system and model: `imgcomp codecs` lists them
+    (e.g. mentzer2018/cpu-colour-lp, mentzer2018/cpu-colour-lp+refine20)."""
+    from imgcomp.codecs import parse_codec_names, register_model_codec
     from imgcomp.eval.runner import evaluate_folder, parse_settings_option
 
+    extra = [register_model_codec(folder, refine) for folder in model or []]
     names = parse_codec_names(codecs) if codecs is not None else None
+    if extra:
+        from imgcomp.codecs import available_codecs
+
+        names = (names or available_codecs(baseline_only=True)) + [n for n in extra if n not in (names or [])]
     summary = evaluate_folder(
         image_dir,
         out,

@@ -54,13 +54,18 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint (pass --steps to extend it)."),
     force: bool = typer.Option(False, "--force", help="Start over, deleting an existing run in --out."),
     list_recipes: bool = typer.Option(False, "--list-recipes", help="Print the recipes and exit."),
+    system: str = typer.Option("mentzer2018", "--system", help="The published system to train (mentzer2018 is the one implemented)."),
 ) -> None:
     """Train a context-model codec (Mentzer et al. 2018). Ctrl-C stops cleanly with a checkpoint.
 
     Launch with `torchrun --nproc-per-node N -m imgcomp train ...` for multi-process (DDP) training.
     """
-    from imgcomp.training.recipes import RECIPES, build_config
-    from imgcomp.training.trainer import CONFIG_FILE, TrainConfig, train
+    from imgcomp.systems import get_system
+
+    chosen = get_system(system)
+    training, recipes = chosen.training(), chosen.recipes()
+    RECIPES, build_config = recipes.RECIPES, recipes.build_config
+    CONFIG_FILE, TrainConfig, train = training.CONFIG_FILE, training.TrainConfig, training.train
 
     if list_recipes:
         for name, recipe_def in RECIPES.items():
@@ -128,14 +133,16 @@ def train_command(
 
 def visualize_command(
     image: Path = typer.Argument(..., help="Image to analyse."),
-    model: Path = typer.Option(..., "--model", "-m", help="Exported model folder (RUN/model)."),
+    model: str = typer.Option(..., "--model", "-m", help="Exported model folder (RUN/model) or shipped model name."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNGs."),
     quality: Optional[int] = typer.Option(None, "--quality", "-q", help="Importance head (1 = lowest rate); default: highest."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing PNGs."),
 ) -> None:
-    """Write the importance map and every latent channel as PNGs (Mentzer et al. 2018, Fig. 6)."""
-    from imgcomp.visualize import visualize
+    """Write what the model's system can show of its latent as PNGs (Mentzer et al. 2018: the
+    importance map and every latent channel, Fig. 6)."""
+    from imgcomp.zoo import get_model, model_folder
 
-    paths = visualize(image, model, out, quality=quality, force=force)
+    loaded = get_model(model)
+    paths = loaded.system.visualize(image, model_folder(model), out, quality=quality, force=force)
     for path in paths:
         typer.echo(str(path))

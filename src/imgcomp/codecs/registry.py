@@ -6,10 +6,10 @@ registers itself the same way::
     from imgcomp.codecs import Codec, register_codec
 
     class ContextModelCodec(Codec):
-        name = "mentzer2018"
+        name = "mysystem/mymodel"
         ...
 
-    register_codec("mentzer2018", ContextModelCodec)
+    register_codec("mysystem/mymodel", ContextModelCodec)
 
 The factory is called once, lazily, on the first :func:`get_codec`. For ``imgcomp eval --jobs N``
 with N > 1 the factory is sent to worker processes, so it must be picklable: a class or a
@@ -31,6 +31,7 @@ CodecFactory = Callable[[], Codec]
 class _Entry:
     factory: CodecFactory
     baseline: bool
+    deprecated: bool = False
 
 
 _ENTRIES: dict[str, _Entry] = {}
@@ -38,24 +39,30 @@ _INSTANCES: dict[str, Codec] = {}
 
 
 def register_codec(
-    name: str, factory: CodecFactory, *, baseline: bool = False, replace: bool = False
+    name: str, factory: CodecFactory, *, baseline: bool = False, replace: bool = False, deprecated: bool = False
 ) -> None:
     """Make ``factory()`` available as codec ``name``.
 
     ``baseline=True`` marks a classical codec: ``imgcomp eval`` runs those by default.
+    ``deprecated=True`` keeps an old name working without listing it. Learned codecs are named
+    ``system/model`` (``mentzer2018/cpu-colour-lp``, ``mentzer2018/cpu-colour-lp+refine20``).
     Registering a taken name raises :class:`ImgcompError` unless ``replace=True``.
     """
-    if not name or not name.replace("_", "").replace("-", "").isalnum() or name != name.lower():
-        raise ImgcompError(f"codec name {name!r} must be lower-case letters, digits, '-' or '_'")
+    plain = name.replace("_", "").replace("-", "").replace("/", "").replace("+", "")
+    if not name or not plain.isalnum() or name != name.lower() or name.count("/") > 1 or name.startswith(("/", "+")):
+        raise ImgcompError(f"codec name {name!r} must be lower-case letters, digits, '-', '_', '+' and one '/'")
     if name in _ENTRIES and not replace:
         raise ImgcompError(f"codec {name!r} is already registered")
-    _ENTRIES[name] = _Entry(factory, baseline)
+    _ENTRIES[name] = _Entry(factory, baseline, deprecated)
     _INSTANCES.pop(name, None)
 
 
-def available_codecs(*, baseline_only: bool = False) -> list[str]:
+def available_codecs(*, baseline_only: bool = False, include_deprecated: bool = False) -> list[str]:
     """Registered codec names, sorted; ``baseline_only`` keeps the classical ones."""
-    return sorted(name for name, entry in _ENTRIES.items() if entry.baseline or not baseline_only)
+    return sorted(
+        name for name, entry in _ENTRIES.items()
+        if (entry.baseline or not baseline_only) and (include_deprecated or not entry.deprecated)
+    )
 
 
 def codec_factory(name: str) -> CodecFactory:

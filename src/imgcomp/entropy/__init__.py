@@ -1,12 +1,14 @@
-"""Entropy coding: the range-coder queue and the wavefront schedule of the 3-D context model."""
+"""Entropy coding primitives shared by every system: the range-coder queue and probability rows.
 
-from imgcomp.entropy.range_coder import SymbolDecoder, SymbolEncoder, coder_probabilities
-from imgcomp.entropy.wavefront import WavefrontContextModel, wavefront_index
+A system's own schedules (e.g. Mentzer et al.'s wavefront over the 3-D context model,
+:mod:`imgcomp.systems.mentzer2018.wavefront`) drive these."""
 
-__all__ = [
-    "SymbolDecoder",
-    "SymbolEncoder",
-    "WavefrontContextModel",
-    "coder_probabilities",
-    "wavefront_index",
-]
+from imgcomp.entropy.range_coder import (
+    SymbolDecoder,
+    SymbolEncoder,
+    coder_probabilities,
+    ideal_bits,
+    uniform_probabilities,
+)
+
+__all__ = ["SymbolDecoder", "SymbolEncoder", "coder_probabilities", "ideal_bits", "uniform_probabilities"]

@@ -1,8 +1,12 @@
-"""Rate-distortion plots of a report (matplotlib, Agg backend: no display needed)."""
+"""Rate-distortion plots of a report (matplotlib, Agg backend: no display needed).
+
+Reads a :class:`~imgcomp.eval.report.Report` without importing its module (which imports this
+one to draw): the report module depends on the plots, never the reverse."""
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,7 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from imgcomp.eval.report import Report  # noqa: E402
+if TYPE_CHECKING:  # for annotations only
+    from imgcomp.eval.report import Report
 
 _COLORS = {
     "jpeg420": "#000000",

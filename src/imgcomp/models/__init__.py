@@ -1,23 +1,6 @@
-"""Model architectures and their registry.
+"""Model files of any system: export and load (safetensors + JSON config). The networks themselves
+live in their system's package (:mod:`imgcomp.systems`)."""
 
-* :mod:`~imgcomp.models.mentzer2018`: conditional probability models (Mentzer et al. 2018), also
-  the base of Patel et al.'s perceptual variant.
-"""
+from imgcomp.models.export import CONFIG_FILE, WEIGHTS_FILE, LoadedModel, export_model, load_model
 
-from imgcomp.models.mentzer2018 import (
-    PRESETS,
-    CodecConfig,
-    ConditionalProbabilityCodec,
-    preset,
-)
-from imgcomp.models.registry import available_architectures, create_model, register_architecture
-
-__all__ = [
-    "PRESETS",
-    "CodecConfig",
-    "ConditionalProbabilityCodec",
-    "available_architectures",
-    "create_model",
-    "preset",
-    "register_architecture",
-]
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "LoadedModel", "export_model", "load_model"]

@@ -1,7 +1,9 @@
-"""Exported models: ``model.safetensors`` (weights) + ``config.json`` (architecture and metadata).
+"""Exported models of any system: ``model.safetensors`` (weights) + ``config.json`` (config and metadata).
 
-No pickles: a model file can be inspected and loaded without executing code. The SHA-256 of the
-weights file identifies the exact model inside compressed files (see :mod:`imgcomp.bitstream`).
+No pickles: a model file can be inspected and loaded without executing code. The config's
+``architecture`` field names the system (:mod:`imgcomp.systems`), whose registered config class
+parses the rest. The SHA-256 of the weights file identifies the exact model inside compressed
+files (see :mod:`imgcomp.container`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from imgcomp.errors import ImgcompError
 from imgcomp.io import file_sha256, write_atomic
-from imgcomp.models.mentzer2018 import CodecConfig
-from imgcomp.models.registry import create_model
+from imgcomp.systems import config_from_dict, get_system
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -30,11 +31,16 @@ class LoadedModel:
     """A model ready for inference, with what the files said about it."""
 
     model: torch.nn.Module
-    config: CodecConfig
+    config: Any  # the system's config class
     metadata: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""
     path: Path | None = None
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # derived objects
+
+    @property
+    def system(self):
+        """The :class:`~imgcomp.systems.base.System` this model belongs to."""
+        return get_system(self.config.architecture)
 
 
 def export_model(
@@ -66,11 +72,11 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
         raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
     try:
         document = json.loads(config_path.read_text())
-        config = CodecConfig.from_dict(document["config"])
+        config = config_from_dict(document["config"])
         metadata = document.get("metadata", {})
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ImgcompError(f"{config_path}: invalid model config ({exc})") from None
-    model = create_model(config.architecture, config)
+    model = get_system(config.architecture).build(config)
     try:
         state = load_file(str(weights_path))
         model.load_state_dict(state)

@@ -11,7 +11,7 @@ import torch
 from imgcomp.errors import ImgcompError
 from imgcomp.io import load_image, save_image
 from imgcomp.models.export import load_model
-from imgcomp.models.mentzer2018 import DOWNSAMPLING
+from imgcomp.systems.mentzer2018.model import DOWNSAMPLING
 from imgcomp.tensors import image_to_tensor, pad_to_multiple
 
 

@@ -1,14 +1,15 @@
-"""Training objectives of Mentzer et al. 2018 (sec. 3.3, eqs. 13, 19, 20, 21)."""
+"""Objectives of Mentzer et al. 2018 (sec. 3.3, eqs. 13, 19, 20, 21), from the shared criteria of
+:mod:`imgcomp.criteria`. Used by training and by the encoder's latent refinement; imports no
+training code."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from imgcomp.lowpass import LowpassSettings, correct_tensor
-from imgcomp.metrics import ms_ssim_tensor
+from imgcomp.criteria import colour_anchor, ms_ssim_similarity
+from imgcomp.postfilter.lowpass import LowpassSettings, correct_tensor
 
 
 @dataclass
@@ -30,7 +31,7 @@ class LossWeights:
     # colour of whole regions to save bits (green grass decoded orange).
     colour_weight: float = 0.0
     colour_pool: int = 1
-    # Train for the decoder output with the low-pass correction layer added (imgcomp.lowpass), so
+    # Train for the decoder output with the low-pass correction layer added (imgcomp.postfilter.lowpass), so
     # E and D need not spend bits on the block means the layer sends. None: the bare decoder output.
     lowpass: LowpassSettings | None = None
 
@@ -55,12 +56,10 @@ def distortion(
     x_hat = x_hat.clamp(0.0, 255.0)
     if lowpass is not None:
         x_hat = correct_tensor(x, x_hat, lowpass).clamp(0.0, 255.0)
-    value = ms_ssim_tensor(x, x_hat, 255.0, allow_fewer_scales=True).mean()
-    d = scale * (1.0 - value)
+    value = ms_ssim_similarity(x, x_hat)
+    d = scale * (1.0 - value)  # the "ms_ssim" criterion, keeping the MS-SSIM value for the logs
     if colour_weight > 0.0:
-        if colour_pool > 1:
-            x, x_hat = F.avg_pool2d(x, colour_pool), F.avg_pool2d(x_hat, colour_pool)
-        d = d + scale * colour_weight * (x - x_hat).abs().mean() / 255.0
+        d = d + colour_anchor(scale * colour_weight, colour_pool)(x, x_hat)
     return d, value
 
 

@@ -1,11 +1,11 @@
-"""Named training recipes: the exact settings behind each model we ship or report."""
+"""Named training recipes of Mentzer et al. 2018: the exact settings behind each model we ship or report."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from imgcomp.errors import ImgcompError
-from imgcomp.training.trainer import TrainConfig
+from imgcomp.systems.mentzer2018.training import TrainConfig
 
 _COLOUR_SETTINGS: dict[str, Any] = {
     "preset": "cpu", "steps": 7000, "heads": 5, "target_bpp": 0.8,
@@ -19,7 +19,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "settings": {"preset": "cpu", "steps": 1500, "target_bpp": 0.2, "heads": 1},
     },
     "cpu-multirate": {
-        "description": "cpu preset, 5 importance heads (0.12..0.8 bpp), 4000 steps; mentzer2018-cpu (the first shipped model) continues it with --resume --steps 7000",
+        "description": "cpu preset, 5 importance heads (0.12..0.8 bpp), 4000 steps; mentzer2018/cpu (the first shipped model) continues it with --resume --steps 7000",
         "settings": {
             "preset": "cpu", "steps": 4000, "heads": 5, "target_bpp": 0.8,
             "head_target_bpp": [0.12, 0.22, 0.35, 0.52, 0.8], "val_every": 1000,
@@ -27,14 +27,14 @@ RECIPES: dict[str, dict[str, Any]] = {
         },
     },
     "cpu-multirate-colour": {
-        "description": "cpu preset, 5 heads, 7000 steps, MS-SSIM + 0.5 x L1 colour anchor: mentzer2018-cpu-colour (the default model of imgcomp 0.3 and 0.4)",
+        "description": "cpu preset, 5 heads, 7000 steps, MS-SSIM + 0.5 x L1 colour anchor: mentzer2018/cpu-colour (the default model of imgcomp 0.3 and 0.4)",
         "settings": _COLOUR_SETTINGS,
     },
     "cpu-multirate-colour-lp": {
-        "description": "fine-tunes mentzer2018-cpu-colour 3000 steps (lr 1e-4) for its output with the low-pass layer added (16x16 blocks, step 3): the shipped default model (mentzer2018-cpu-colour-lp); 20 min with one thread on a 2-core EPYC",
+        "description": "fine-tunes mentzer2018/cpu-colour 3000 steps (lr 1e-4) for its output with the low-pass layer added (16x16 blocks, step 3): the shipped default model (mentzer2018/cpu-colour-lp); 20 min with one thread on a 2-core EPYC",
         "settings": {  # the colour model's own settings, with the fine-tune's on top
             **_COLOUR_SETTINGS, "steps": 3000,
-            "init_from": "mentzer2018-cpu-colour", "lr": 1e-4, "lowpass_block": 16, "lowpass_step": 3,
+            "init_from": "mentzer2018/cpu-colour", "lr": 1e-4, "lowpass_block": 16, "lowpass_step": 3,
         },
     },
     "paper-multirate": {

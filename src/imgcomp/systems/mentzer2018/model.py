@@ -8,82 +8,20 @@ variant only changes the decoder's upsampling (``decoder_kernel=2``) and the los
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from imgcomp.errors import ImgcompError
-from imgcomp.models.context_model import ContextModel3D, symbol_bits
-from imgcomp.models.importance_map import binarize_mask, importance_mask
-from imgcomp.models.layers import ResidualBody, conv_bn_relu, upconv
-from imgcomp.models.quantizer import LearnedCenterQuantizer
-from imgcomp.models.registry import register_architecture
+from imgcomp.systems.mentzer2018.config import DOWNSAMPLING, CodecConfig
+from imgcomp.systems.mentzer2018.context_model import ContextModel3D, symbol_bits
+from imgcomp.systems.mentzer2018.importance_map import binarize_mask, importance_mask
+from imgcomp.systems.mentzer2018.layers import ResidualBody, conv_bn_relu, upconv
+from imgcomp.systems.mentzer2018.quantizer import LearnedCenterQuantizer
 
-ARCHITECTURE = "mentzer2018"
-DOWNSAMPLING = 8  # three stride-2 convolutions
-
-
-@dataclass
-class CodecConfig:
-    """Everything needed to rebuild a model; stored as JSON beside the weights."""
-
-    architecture: str = ARCHITECTURE
-    channels: int = 128  # n in Fig. 2
-    residual_groups: int = 5
-    blocks_per_group: int = 3
-    batch_norm: bool = True
-    latent_channels: int = 32  # K
-    num_centers: int = 6  # L
-    importance_heads: int = 1
-    context_channels: int = 24
-    decoder_kernel: int = 5  # 2 for Patel et al.'s checkerboard-free upsampling
-    # P codes positions the importance mask switched off as one extra symbol (index L, value
-    # Q(0)) instead of as Q(0) itself, so it sees where the mask ends (see ``context_symbols``).
-    mask_symbol: bool = False
-    # Importance map averaged over importance_pool x importance_pool latent positions (1: the
-    # paper's per-position map). Coarser maps have fewer mask edges for P to code (eq. 13 vs 19).
-    importance_pool: int = 1
-    # Fixed input normalisation (per RGB channel, on the 0-255 scale), set from training data.
-    input_mean: list[float] = field(default_factory=lambda: [120.0, 115.0, 105.0])
-    input_std: list[float] = field(default_factory=lambda: [65.0, 63.0, 66.0])
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CodecConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ImgcompError(f"model config has unknown fields: {', '.join(sorted(unknown))}")
-        return cls(**data)
+__all__ = ["DOWNSAMPLING", "CodecConfig", "ConditionalProbabilityCodec"]
 
 
-PRESETS: dict[str, CodecConfig] = {
-    # The published body: 5 groups x 3 residual blocks, n = 128 (1.4 s/step on a 2-core EPYC: `imgcomp bench train`).
-    "paper": CodecConfig(),
-    # Small enough to train on 2 CPU cores: n = 64, 4 residual blocks.
-    "cpu": CodecConfig(channels=64, residual_groups=1, blocks_per_group=4),
-    # Tiny, for tests only.
-    "tiny": CodecConfig(
-        channels=8, residual_groups=1, blocks_per_group=1, latent_channels=4, context_channels=4
-    ),
-}
-
-
-def preset(name: str, **overrides: Any) -> CodecConfig:
-    """A copy of a named preset with some fields changed."""
-    if name not in PRESETS:
-        raise ImgcompError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    data = PRESETS[name].to_dict()
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return CodecConfig.from_dict(data)
-
-
-@register_architecture(ARCHITECTURE)
 class ConditionalProbabilityCodec(nn.Module):
     """E, D, Q and P of Mentzer et al. 2018; ``forward`` runs steps 1-6 of sec. 3.5."""
 
@@ -221,9 +159,10 @@ class ConditionalProbabilityCodec(nn.Module):
         """Step 4: ``(z_hat, symbols)``."""
         return self.quantizer(z)
 
-    def decode_latent(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """Step 6: reconstruction on the 0-255 scale (not clamped)."""
-        return self.decoder(z_hat) * self.input_std + self.input_mean
+    def decode_latent(self, z_hat: torch.Tensor, decoder: nn.Module | None = None) -> torch.Tensor:
+        """Step 6: reconstruction on the 0-255 scale (not clamped); ``decoder`` stands in for D
+        (training passes D wrapped for DDP)."""
+        return (decoder or self.decoder)(z_hat) * self.input_std + self.input_mean
 
     def forward(self, x: torch.Tensor, head: int = 0, rate_through_context: bool = True) -> dict[str, torch.Tensor]:
         """Steps 1-6 of sec. 3.5. ``bits`` (``-log2 P`` per symbol) trains P (eq. 21); while E, D,

@@ -1,6 +1,6 @@
 """Fast causal coding with the 3-D context model: one wavefront of symbols per step.
 
-With the masks of :mod:`imgcomp.models.context_model`, every tap of every layer points from a
+With the masks of :mod:`imgcomp.systems.mentzer2018.context_model`, every tap of every layer points from a
 symbol (c, h, w) to positions with a smaller or (for the "B" layers) equal value of
 ``t = 4c + 2h + w``, and the first layer's taps to strictly smaller ``t``. So all symbols with the
 same ``t`` depend only on symbols of earlier wavefronts and can be decoded together:
@@ -12,8 +12,8 @@ activations are stored in schedule order (row ``1 + i`` holds the ``i``-th symbo
 row 0 is the zero padding), so a step writes one contiguous block of rows and reads from the few
 steps just before it, which stay in the CPU cache. The products run in numpy's BLAS on one thread
 (faster than torch's for these shapes). Encoder and decoder run exactly this code with the same
-batch shapes, so their probabilities are bit-identical (the determinism rule of DESIGN.md); a
-change to this arithmetic needs a new ``bitstream.FORMAT_VERSION``.
+batch shapes, so their probabilities are bit-identical (the determinism rule of docs/format.md); a
+change to this arithmetic needs a new stream version (:data:`.stream.STREAM_VERSION`).
 
 The decoder must go step by step: a step needs the symbols of the one before. The encoder knows
 every symbol up front, so it runs layer by layer instead: a layer's products for all steps depend
@@ -35,7 +35,7 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from imgcomp.entropy.range_coder import SymbolDecoder, SymbolEncoder, coder_probabilities, ideal_bits
-from imgcomp.models.context_model import ContextModel3D, MaskedConv3d
+from imgcomp.systems.mentzer2018.context_model import ContextModel3D, MaskedConv3d
 
 WAVEFRONT_WEIGHTS = (4, 2, 1)  # t = 4c + 2h + w
 

@@ -299,3 +299,13 @@ def decode_offsets(decoder: SymbolDecoder, height: int, width: int) -> tuple[np.
     if np.abs(offsets).max() > settings.limit:
         raise ImgcompError("corrupt payload: low-pass offsets out of range")
     return offsets, settings
+
+
+def correct(original: np.ndarray, decoded: np.ndarray, settings: LowpassSettings) -> tuple[np.ndarray, float]:
+    """What a decoder shows with the layer at fixed ``settings``: the corrected (H, W, 3) uint8
+    image and the layer's cost in bits, exactly as the encoder codes it (training validates with it)."""
+    from imgcomp.entropy import SymbolEncoder
+
+    offsets = fit_offsets(original, decoded, settings)
+    bits = encode_offsets(SymbolEncoder(), offsets, settings)
+    return apply_offsets(decoded, offsets, settings), bits

@@ -20,10 +20,10 @@ from __future__ import annotations
 import torch
 
 from imgcomp.errors import ImgcompError
-from imgcomp.lowpass import LowpassSettings
+from imgcomp.postfilter.lowpass import LowpassSettings
 from imgcomp.metrics import ms_ssim_scales
-from imgcomp.models.context_model import symbol_bits
-from imgcomp.training.losses import LossWeights, distortion
+from imgcomp.systems.mentzer2018.context_model import symbol_bits
+from imgcomp.systems.mentzer2018.objective import LossWeights, distortion
 
 _TRAINING = LossWeights()  # the objective's scales as in training (sec. 4)
 DEFAULT_RATE_WEIGHT = _TRAINING.beta  # lambda: the paper's beta, the slope the models were trained at

@@ -1,0 +1,181 @@
+"""Compress and decompress images: the container, dispatched to the system that wrote each file.
+
+One image's path to bytes: :func:`encode_image` loads the model (:mod:`imgcomp.zoo`), asks its
+system (:mod:`imgcomp.systems`) for the payload, adds the optional low-pass correction layer
+(:mod:`imgcomp.postfilter.lowpass`, fitted on the system's own reconstruction) as a section of its
+own, and packs both into a version-4 container (:mod:`imgcomp.container`). :func:`decode_image`
+reads the container, finds the model by its tag and the system by its id, and inverts each step;
+files of container versions 2 and 3 (imgcomp 0.2-0.5) decode as they always did.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from imgcomp import container
+from imgcomp.entropy import SymbolDecoder, SymbolEncoder
+from imgcomp.errors import ImgcompError
+from imgcomp.io import ImageSource, load_image
+from imgcomp.models.export import LoadedModel
+from imgcomp.postfilter.lowpass import (
+    AUTO, DEFAULT_LOWPASS, LowpassSettings, apply_offsets, choose_lowpass, decode_offsets, encode_offsets, fit_offsets,
+)
+from imgcomp.systems import system_for_id, system_id
+from imgcomp.zoo import find_model_by_tag, get_model
+
+ModelArg = str | os.PathLike | LoadedModel | None
+
+
+@dataclass
+class EncodeResult:
+    """A compressed file and what it cost."""
+
+    data: bytes
+    width: int
+    height: int
+    quality: int
+    estimated_bits: float  # ideal coding cost: sum -log2 P (eq. 13) plus the low-pass layer's
+    payload_bytes: int  # bytes of the sections (system payload and low-pass layer)
+    seconds: float
+    reconstruction: np.ndarray | None = field(default=None, repr=False)
+    lowpass: LowpassSettings | None = None  # the low-pass settings coded (None: no section)
+
+    @property
+    def header_bytes(self) -> int:
+        return len(self.data) - self.payload_bytes
+
+    @property
+    def bpp(self) -> float:
+        return 8 * len(self.data) / (self.width * self.height)
+
+
+def _check_quality(loaded: LoadedModel, quality: int | None) -> int:
+    levels = loaded.system.qualities(loaded)
+    if quality is None:
+        return levels
+    if not 1 <= quality <= levels:
+        raise ImgcompError(f"quality must be between 1 and {levels} for this model, got {quality}")
+    return quality
+
+
+def encode_image(
+    image: ImageSource, quality: int | None = None, model: ModelArg = None, keep_reconstruction: bool = False,
+    lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0,
+) -> EncodeResult:
+    """Compress an image; the full-detail API behind :func:`compress`.
+
+    ``lowpass`` sets the low-pass correction layer (:mod:`imgcomp.postfilter.lowpass`): ``"auto"``
+    picks its settings for this image by rate-distortion search
+    (:func:`~imgcomp.postfilter.lowpass.choose_lowpass`), ``None`` leaves it out (the file then
+    holds only what the system codes). ``refine_steps`` > 0 lets the system optimise its latent for
+    this image first (Mentzer et al.: :mod:`imgcomp.systems.mentzer2018.refine`): smaller, better
+    files for a slower encode."""
+    started = time.perf_counter()
+    if refine_steps < 0:
+        raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
+    if lowpass is not None and lowpass != AUTO and not isinstance(lowpass, LowpassSettings):
+        raise ImgcompError(f"lowpass must be LowpassSettings, {AUTO!r} or None, got {lowpass!r}")
+    loaded = get_model(model)
+    quality = _check_quality(loaded, quality)
+    pixels = load_image(image)
+    height, width = pixels.shape[:2]
+    if height * width > container.MAX_PIXELS or max(height, width) > container.MAX_SIDE:
+        raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
+    system = loaded.system
+    objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
+    encoded = system.encode(loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass)
+    bits = encoded.estimated_bits
+    sections = {container.SECTION_SYSTEM: encoded.payload}
+    decoded = encoded.reconstruct() if keep_reconstruction or lowpass is not None else None
+    offsets = None
+    if lowpass == AUTO:
+        lowpass, offsets = choose_lowpass(pixels, decoded, bits)
+    elif lowpass is not None:
+        offsets = fit_offsets(pixels, decoded, lowpass)
+    if lowpass is not None:
+        section = SymbolEncoder()
+        bits += encode_offsets(section, offsets, lowpass)
+        sections[container.SECTION_LOWPASS] = section.finish()
+    reconstruction = None
+    if keep_reconstruction:
+        reconstruction = decoded if offsets is None else apply_offsets(decoded, offsets, lowpass)
+    header = container.Header(
+        width, height, quality, container.model_tag(loaded.weights_sha256),
+        system_id(system.name), system.stream_version,
+    )
+    data = container.pack(header, sections)
+    payload_bytes = sum(len(section) for section in sections.values())
+    return EncodeResult(
+        data, width, height, quality, bits, payload_bytes, time.perf_counter() - started, reconstruction, lowpass
+    )
+
+
+def _model_for(header: container.Header, model: ModelArg) -> LoadedModel:
+    if model is None:
+        return find_model_by_tag(header.model_tag, header.system_id)
+    loaded = get_model(model)
+    if container.model_tag(loaded.weights_sha256) != header.model_tag:
+        raise ImgcompError(
+            "file was made with a different model (its tag "
+            f"{header.model_tag.hex()} does not match {loaded.weights_sha256[:4]})"
+        )
+    if system_id(loaded.system.name) != header.system_id:
+        raise ImgcompError(f"file was made by system id {header.system_id}, not by {loaded.system.name}")
+    return loaded
+
+
+def read_file(data: bytes, model: ModelArg = None) -> tuple[container.Header, dict[int, bytes], LoadedModel]:
+    """Parse a file and find its model (validated, nothing decoded yet)."""
+    header, sections = container.unpack(data)
+    system_for_id(header.system_id)  # an unknown or unimplemented system says so first
+    loaded = _model_for(header, model)
+    _check_quality(loaded, header.quality)
+    return header, sections, loaded
+
+
+def decode_image(data: bytes, model: ModelArg = None) -> np.ndarray:
+    """Decompress to an (H, W, 3) uint8 array."""
+    header, sections, loaded = read_file(data, model)
+    system = loaded.system
+    if header.stream_version not in system.readable_stream_versions:
+        raise ImgcompError(
+            f"{system.name} stream version {header.stream_version} is not readable by this imgcomp "
+            f"(it reads {', '.join(map(str, system.readable_stream_versions))})"
+        )
+    decoded = system.decode(
+        loaded, sections[container.SECTION_SYSTEM], header.width, header.height, header.quality, header.stream_version
+    )
+    if header.lowpass_in_payload:  # container v3: the layer continues the system's stream
+        offsets, settings = decode_offsets(decoded.decoder, header.height, header.width)
+    elif container.SECTION_LOWPASS in sections:
+        offsets, settings = decode_offsets(SymbolDecoder(sections[container.SECTION_LOWPASS]), header.height, header.width)
+        if settings is None:
+            raise ImgcompError("corrupt file: empty low-pass section")
+    else:
+        settings = None
+    return decoded.pixels if settings is None else apply_offsets(decoded.pixels, offsets, settings)
+
+
+def compress(image: ImageSource, quality: int | None = None, model: ModelArg = None, refine_steps: int = 0) -> bytes:
+    """Compress an image (path, bytes, PIL image or (H, W, 3) uint8 array) to ``.icz`` bytes.
+
+    ``quality`` picks the quality level (1 = smallest file); the default is the highest.
+    ``model`` is a shipped model's name (``"mentzer2018/cpu-colour-lp"``, the default), a model
+    folder or a loaded model. ``refine_steps`` > 0 trades encode time for smaller, better files.
+    """
+    return encode_image(image, quality, model, refine_steps=refine_steps).data
+
+
+def decompress(data: bytes, model: ModelArg = None, as_array: bool = False):
+    """Decompress ``.icz`` bytes to a PIL image (or an (H, W, 3) uint8 array)."""
+    pixels = decode_image(data, model)
+    if as_array:
+        return pixels
+    from PIL import Image
+
+    return Image.fromarray(pixels, "RGB")

@@ -1,0 +1,130 @@
+"""Mentzer et al. (2018) stream coding: image -> symbol volume -> range-coded payload, and back.
+
+Encoding: pad to a multiple of 8 (edge replication), run E with the importance head of the
+requested quality (optionally refining the latent for this image, :mod:`.refine`), quantize, and
+range-code the symbol volume wavefront by wavefront with P (:mod:`.wavefront`). The payload starts
+with ``K'``, the number of leading channels that hold anything but the masked-out symbol
+(``Q(0)``, or the model's own masked-out symbol; see ``CodecConfig.mask_symbol``), coded with a
+uniform distribution; the channels after it, which the importance map masked out everywhere, are
+not coded at all. P is causal along the channel axis, so this changes no probability of a coded
+symbol; it makes low qualities much faster to code. The latent is split into tiles of at most
+``TILE_LATENT`` x ``TILE_LATENT`` (1024 x 1024 pixels) coded one after another, each with its own
+context, which bounds memory for large images. Decoding mirrors all of it and crops the padding.
+
+Stream version 1 (the only one): the wavefront's numpy arithmetic in schedule order, as written
+by imgcomp 0.2-0.5 in container versions 2 and 3 and since in version 4. A change to the
+arithmetic that turns P into probabilities needs a new stream version.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from imgcomp.entropy import SymbolDecoder, SymbolEncoder, uniform_probabilities
+from imgcomp.errors import ImgcompError
+from imgcomp.systems.base import Decoded, Encoded
+from imgcomp.systems.mentzer2018.config import DOWNSAMPLING
+from imgcomp.systems.mentzer2018.refine import refine_latent
+from imgcomp.systems.mentzer2018.wavefront import WavefrontContextModel
+from imgcomp.tensors import image_to_tensor, pad_to_multiple, tensor_to_image
+
+STREAM_VERSION = 1
+TILE_LATENT = 128
+MAX_CACHED_SCHEDULES = 4
+
+
+def latent_tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of the latent tiles, in coding order."""
+    return [
+        (top, left, min(TILE_LATENT, height - top), min(TILE_LATENT, width - left))
+        for top in range(0, height, TILE_LATENT)
+        for left in range(0, width, TILE_LATENT)
+    ]
+
+
+def latent_size(height: int, width: int) -> tuple[int, int]:
+    """Latent rows and columns of an image (one symbol per 8 x 8 pixels, padded)."""
+    return -(-height // DOWNSAMPLING), -(-width // DOWNSAMPLING)
+
+
+def _wavefront(loaded, shape: tuple[int, int, int]) -> WavefrontContextModel:
+    """The wavefront schedule for one tile shape, built once per model and shape."""
+    schedules = loaded.cache.setdefault("wavefront", {})
+    if shape not in schedules:
+        if len(schedules) >= MAX_CACHED_SCHEDULES:  # each holds index arrays of tens of MB
+            schedules.pop(next(iter(schedules)))
+        codec = loaded.model
+        schedules[shape] = WavefrontContextModel(codec.context_model, codec.symbol_inputs(), shape)
+    return schedules[shape]
+
+
+def _active_channels(symbols: torch.Tensor, masked_out: int) -> int:
+    """1 + the last channel holding any symbol other than the masked-out one (0 if none)."""
+    used = (symbols != masked_out).flatten(1).any(dim=1).nonzero()
+    return int(used.max()) + 1 if used.numel() else 0
+
+
+def _code_active_channels(encoder: SymbolEncoder, active: int, channels: int) -> float:
+    encoder.push(np.array([active]), uniform_probabilities(channels + 1))
+    return float(np.log2(channels + 1))
+
+
+def reconstruct(codec, symbols: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """D's output for a symbol volume, cropped to the image: (H, W, 3) uint8."""
+    z_hat = codec.symbol_values(symbols)[None].contiguous(memory_format=torch.channels_last)
+    x_hat = codec.decode_latent(z_hat)
+    return tensor_to_image(x_hat[:, :, :height, :width])
+
+
+def image_symbols(loaded, pixels: np.ndarray, quality: int, refine_steps: int = 0, objective_lowpass=None) -> torch.Tensor:
+    """The symbol volume (K, h, w) E and Q give an image at ``quality`` (with refinement)."""
+    height, width = pixels.shape[:2]
+    codec = loaded.model
+    x = pad_to_multiple(image_to_tensor(pixels), DOWNSAMPLING).contiguous(memory_format=torch.channels_last)
+    z, mask = refine_latent(codec, x, quality - 1, refine_steps, height, width, objective_lowpass)
+    with torch.no_grad():
+        return codec.context_symbols(codec.quantizer.symbols(z), mask)[0]
+
+
+def encode(loaded, pixels: np.ndarray, quality: int, *, refine_steps: int = 0, objective_lowpass=None) -> Encoded:
+    """Code an image: ``K'`` and the active channels' symbols, tile by tile."""
+    height, width = pixels.shape[:2]
+    symbols = image_symbols(loaded, pixels, quality, refine_steps, objective_lowpass)
+    with torch.no_grad():
+        active = _active_channels(symbols, loaded.model.masked_out_symbol())
+        encoder = SymbolEncoder()
+        bits = _code_active_channels(encoder, active, symbols.shape[0])
+        for top, left, th, tw in latent_tiles(*symbols.shape[1:]) if active else []:
+            tile = symbols[:active, top : top + th, left : left + tw].contiguous()
+            bits += _wavefront(loaded, tuple(tile.shape)).encode(tile, encoder)
+    payload = encoder.finish()
+
+    def decoded() -> np.ndarray:
+        with torch.no_grad():
+            return reconstruct(loaded.model, symbols, height, width)
+
+    return Encoded(payload, bits, decoded)
+
+
+def decode_symbols(loaded, decoder: SymbolDecoder, height: int, width: int) -> torch.Tensor:
+    """Pull the symbol volume (K, h, w) of an image of ``height`` x ``width`` from ``decoder``."""
+    K = loaded.config.latent_channels
+    h, w = latent_size(height, width)
+    symbols = torch.full((K, h, w), loaded.model.masked_out_symbol(), dtype=torch.int64)
+    active = int(decoder.pull(uniform_probabilities(K + 1))[0])
+    with torch.no_grad():
+        for top, left, th, tw in latent_tiles(h, w) if active else []:
+            symbols[:active, top : top + th, left : left + tw] = _wavefront(loaded, (active, th, tw)).decode(decoder)
+    return symbols
+
+
+def decode(loaded, payload: bytes, width: int, height: int, quality: int, stream_version: int) -> Decoded:
+    """Decode a payload to pixels; the decoder is returned for what follows in the same stream."""
+    if stream_version != STREAM_VERSION:
+        raise ImgcompError(f"mentzer2018 stream version {stream_version} is not readable (this imgcomp reads {STREAM_VERSION})")
+    decoder = SymbolDecoder(payload)
+    symbols = decode_symbols(loaded, decoder, height, width)
+    with torch.no_grad():
+        pixels = reconstruct(loaded.model, symbols, height, width)
+    return Decoded(pixels, decoder)
