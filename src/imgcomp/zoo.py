@@ -9,6 +9,7 @@ from pathlib import Path
 from imgcomp.errors import ImgcompError
 from imgcomp.io import file_sha256
 from imgcomp.models.export import CONFIG_FILE, WEIGHTS_FILE, LoadedModel, load_model
+from imgcomp.weights_shards import is_sharded
 
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "mentzer2018-cpu-colour-lp"
@@ -51,6 +52,8 @@ def get_model(model: str | os.PathLike | LoadedModel | None = None) -> LoadedMod
         return model
     folder = model_folder(default_model() if model is None else model)
     weights = folder / WEIGHTS_FILE
+    if not weights.exists():  # a sharded model: config.json is written last, at every save
+        weights = folder / CONFIG_FILE
     return _load_cached(str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else 0)
 
 
@@ -64,6 +67,10 @@ def find_model_by_tag(tag: bytes) -> LoadedModel:
         weights = folder / WEIGHTS_FILE
         if weights.is_file() and bytes.fromhex(file_sha256(weights)).startswith(tag):
             return get_model(folder)
+        if not weights.is_file() and is_sharded(folder):  # a GPU job's export (imgcomp.weights_shards)
+            loaded = get_model(folder)
+            if bytes.fromhex(loaded.weights_sha256).startswith(tag):
+                return loaded
     raise ImgcompError(
         f"file was made with a model that is not installed (tag {tag.hex()}); pass it with --model"
     )
