@@ -41,7 +41,7 @@ if [ ${#WHLS[@]} -gt 0 ]; then
 fi
 export PYTHONPATH="$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 "$PYTHON" - <<'PY'
-import importlib, sys
+import importlib.util, sys
 missing = [m for m in ("torch", "numpy", "PIL", "safetensors", "constriction", "pytorch_msssim", "threadpoolctl")
            if importlib.util.find_spec(m) is None]
 if missing:

@@ -102,6 +102,7 @@ def pack(
     ),
     max_mib: float = typer.Option(40.0, "--max-mib", help="Size budget of the packed set in MiB."),
     crop: int = typer.Option(320, "--crop", help="Crop size in pixels (at least the training crop)."),
+    min_size: int | None = typer.Option(None, "--min-size", help="Smaller images give crops of their own size if at least this (default: min(crop, 256), the GPU recipes' training crop)."),
     fmt: str = typer.Option("jpeg", "--format", help="jpeg (4:4:4) or png."),
     quality: int = typer.Option(95, "--quality", help="JPEG quality."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the crops."),
@@ -117,9 +118,9 @@ def pack(
 
     report = pack_training_set(
         source, out, int(max_mib * 1024 * 1024), crop=crop, fmt=fmt, quality=quality, seed=seed,
-        max_crops=max_crops, force=force,
+        max_crops=max_crops, force=force, min_size=min_size,
     )
     typer.echo(
-        f"{report.out}: {report.crops} crops of {crop}px from {report.sources} images, "
+        f"{report.out}: {report.crops} crops of up to {crop}px from {report.sources} images, "
         f"{report.total_bytes / 2**20:.1f} MiB; manifest in {report.out / 'manifest.json'}"
     )

@@ -2,7 +2,9 @@
 
 A lent GPU machine gets only what travels with the working tree (64 MiB in all, code and wheels
 included), so ``imgcomp data pack`` draws random ``crop`` x ``crop`` crops of the training images
-(each image chosen with probability proportional to its area, a random horizontal flip) and
+(each image chosen with probability proportional to its area, a random horizontal flip; an image
+smaller than ``crop`` but at least ``min_size`` on each side gives crops of its own height or
+width, so the 256-px photos of the pool count too) and
 stores them as high-quality JPEG (4:4:4, no chroma subsampling) or PNG until the next crop would
 pass ``max_bytes``. ``manifest.json`` records every crop's source file, box, flip and SHA-256 (and
 the pool's own manifest entries, for licenses), so the packed set is reproducible from the pool
@@ -72,6 +74,7 @@ def _pool_manifest(folders: list[Path]) -> dict[str, dict]:
 def pack_training_set(
     sources: list[str | os.PathLike], out: str | os.PathLike, max_bytes: int, crop: int = 320,
     fmt: str = "jpeg", quality: int = 95, seed: int = 0, max_crops: Optional[int] = None,
+    min_size: Optional[int] = None,
     force: bool = False, on_progress: Callable[[int, int], None] | None = None,
 ) -> PackReport:
     """Write random crops of the images in ``sources`` into ``out`` until ``max_bytes`` is used."""
@@ -91,13 +94,14 @@ def pack_training_set(
             if old.is_file() and (old.suffix in FORMATS.values() or old.name == MANIFEST):
                 old.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    min_size = min(crop, 256) if min_size is None else min_size
     images = []
     for path in paths:
         image = load_image(path)
-        if min(image.shape[:2]) >= crop:
+        if min(image.shape[:2]) >= min_size:
             images.append((path, image))
     if not images:
-        raise ImgcompError(f"every training image is smaller than the {crop}px crop")
+        raise ImgcompError(f"every training image is smaller than {min_size}px")
     areas = np.array([image.shape[0] * image.shape[1] for _, image in images], dtype=np.float64)
     rng = np.random.default_rng(seed)
     pool_entries = _pool_manifest(folders)
@@ -106,10 +110,11 @@ def pack_training_set(
     while len(entries) < limit:
         index = int(rng.choice(len(images), p=areas / areas.sum()))
         path, image = images[index]
-        top = int(rng.integers(image.shape[0] - crop + 1))
-        left = int(rng.integers(image.shape[1] - crop + 1))
+        height, width = min(crop, image.shape[0]), min(crop, image.shape[1])
+        top = int(rng.integers(image.shape[0] - height + 1))
+        left = int(rng.integers(image.shape[1] - width + 1))
         flip = bool(rng.integers(2))
-        patch = image[top : top + crop, left : left + crop]
+        patch = image[top : top + height, left : left + width]
         if flip:
             patch = patch[:, ::-1]
         data = _encode(np.ascontiguousarray(patch), fmt, quality)
@@ -119,7 +124,7 @@ def pack_training_set(
         (out / name).write_bytes(data)
         total += len(data)
         entries.append({
-            "file": name, "source": str(path), "box": [left, top, crop, crop], "flip": flip,
+            "file": name, "source": str(path), "box": [left, top, width, height], "flip": flip,
             "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
         })
         if on_progress is not None:
@@ -129,7 +134,7 @@ def pack_training_set(
     used = sorted({e["source"] for e in entries})
     manifest = {
         "kind": "imgcomp packed training crops",
-        "crop": crop, "format": fmt, "quality": quality if fmt == "jpeg" else None, "seed": seed,
+        "crop": crop, "min_size": min_size, "format": fmt, "quality": quality if fmt == "jpeg" else None, "seed": seed,
         "max_bytes": max_bytes, "total_bytes": total,
         "sources": [{"path": s, **({"provenance": pool_entries[Path(s).name]} if Path(s).name in pool_entries else {})} for s in used],
         "files": entries,

@@ -49,6 +49,7 @@ SMOKE = {  # a CPU check of the whole path in seconds
     "colour_weight": 0.5, "log_every": 5,
 }
 SMOKE_STEPS = 20
+SMOKE_SHARD_MIB = 0.015
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None, help="model folder or shipped name to start from")
     p.add_argument("--checkpoint-minutes", type=float, default=2.0, help="save the model this often")
     p.add_argument("--checkpoint-steps", type=int, default=None, help="also save every N steps")
-    p.add_argument("--max-shard-mib", type=float, default=16.0, help="largest shard (default 16 MiB)")
+    p.add_argument("--max-shard-mib", type=float, default=None, help=f"largest shard (default 16 MiB; {SMOKE_SHARD_MIB} with --smoke, so the tiny model is sharded too)")
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--seed", type=int, default=None)
@@ -130,7 +131,8 @@ class GpuJob:
             own = self.model.state_dict()
             kept = {k: v for k, v in start.model.state_dict().items() if k in own and own[k].shape == v.shape}
             self.model.load_state_dict(kept, strict=False)
-        self.max_shard_bytes = int(args.max_shard_mib * 1024 * 1024)
+        shard_mib = args.max_shard_mib if args.max_shard_mib is not None else (SMOKE_SHARD_MIB if args.smoke else 16.0)
+        self.max_shard_bytes = int(shard_mib * 1024 * 1024)
         self._check_output_budget()
         accelerate.prepare_model(self.model, self.device)
         cuda = self.device.type == "cuda"
