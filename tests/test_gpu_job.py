@@ -229,7 +229,7 @@ def test_gpu_smoke_script_in_a_fresh_venv(tmp_path):
     env.update(OUT=str(out), DATA=str(_photos(tmp_path / "data", sizes=((96, 120), (80, 80), (130, 100)))))
     started = time.perf_counter()
     result = subprocess.run(
-        [str(ROOT / "scripts" / "gpu_smoke.sh"), "gpu-multirate", "1", "--max-shard-mib", "0.015"],
+        [str(ROOT / "scripts" / "gpu_smoke.sh"), "gpu-multirate", "10", "--max-shard-mib", "0.015"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
