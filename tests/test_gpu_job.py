@@ -237,3 +237,34 @@ def test_gpu_smoke_script_in_a_fresh_venv(tmp_path):
     assert json.loads((out / "job.json").read_text())["finished"]
     assert len(shard_files(out)) >= 2 and load_model(out).metadata["trained_steps"] == 20
     print(f"smoke script: {time.perf_counter() - started:.1f} s")
+
+
+def test_fp32_parts_under_an_active_bf16_autocast():
+    """The CUDA path's precision split, exercised with CPU autocast: E and D may compute in
+    bf16, but P's logits, the bits, the latent and the reconstruction are fp32, and a step of the
+    job's loss trains."""
+    from imgcomp.training.accelerate import prepare_model
+    from imgcomp.training.losses import LossWeights, rate_distortion_loss
+
+    model = _tiny_model()
+    prepare_model(model, torch.device("cpu"))
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen.setdefault(name, output.dtype)  # returns None: the output is unchanged
+
+        return hook
+
+    model.encoder[0].register_forward_hook(record("encoder"))
+    model.context_model.register_forward_hook(record("context"))
+    x = (torch.rand(2, 3, 32, 32) * 255).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, 1, rate_through_context=True)
+    assert seen == {"encoder": torch.bfloat16, "context": torch.float32}
+    for key in ("x_hat", "bits", "encoder_bits", "logits", "mask"):
+        assert out[key].dtype == torch.float32, key
+    terms = rate_distortion_loss(x, out, 0.2, LossWeights(colour_weight=0.5), model.quantizer.regularization())
+    terms.total.backward()
+    assert torch.isfinite(terms.total)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
