@@ -192,6 +192,11 @@ def test_gpu_job_smoke_in_process(tmp_path):
     assert loaded.metadata["trained_steps"] == 20 and loaded.metadata["gpu_job"]["finished"]
     assert loaded.config.importance_heads == 2 and loaded.config.channels == 8
     assert any("images/s" in line for line in lines)
+    # a second job continues from the returned (sharded) folder
+    again = main(["--smoke", "--data", str(data), "--out", str(tmp_path / "out2"), "--init-from", str(out),
+                  "--steps", "5"], log=lines.append)
+    assert again["finished"] and again["steps"] == 5
+    assert load_model(tmp_path / "out2").config.input_mean == loaded.config.input_mean
 
 
 def test_gpu_job_refuses_a_model_that_would_not_come_back(tmp_path, capsys):

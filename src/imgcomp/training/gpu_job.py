@@ -130,6 +130,11 @@ class GpuJob:
         if start is not None:
             own = self.model.state_dict()
             kept = {k: v for k, v in start.model.state_dict().items() if k in own and own[k].shape == v.shape}
+            if any(k.startswith("context_model.") and k not in kept for k in own):  # P changed: fresh P
+                kept = {k: v for k, v in kept.items() if not k.startswith("context_model.")}
+            missing = sorted(k for k in own if k not in kept and not k.startswith("context_model."))
+            if missing:
+                raise ImgcompError(f"{start.path}: its auto-encoder does not fit this run's model ({missing[0]})")
             self.model.load_state_dict(kept, strict=False)
         shard_mib = args.max_shard_mib if args.max_shard_mib is not None else (SMOKE_SHARD_MIB if args.smoke else 16.0)
         self.max_shard_bytes = int(shard_mib * 1024 * 1024)
