@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean-venv
+.PHONY: demo test setup clean-venv gpu-prep gpu-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,3 +23,10 @@ test: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The GPU job (docs/training-gpu.md): wheels + packed data in .gpu/ (data/train from `imgcomp data prepare`), and its CPU smoke run.
+gpu-prep: $(STAMP)
+	PYTHON=$(PY) scripts/gpu_prepare.sh
+
+gpu-smoke:
+	scripts/gpu_smoke.sh

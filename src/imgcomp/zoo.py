@@ -76,6 +76,8 @@ def get_model(model: str | os.PathLike | LoadedModel | None = None) -> LoadedMod
         return model
     folder = model_folder(DEFAULT_MODEL if model is None else model)
     weights = folder / WEIGHTS_FILE
+    if not weights.exists():  # a sharded model: config.json is written last, at every save
+        weights = folder / CONFIG_FILE
     return _load_cached(str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else 0)
 
 

@@ -111,3 +111,35 @@ def kodak(
             out, base_url=base_url or KODAK_BASE_URL, files=KODAK_FILES, on_file=on_file
         )
     typer.echo(f"{out}: {len(paths)} Kodak images verified ({sum(fetched)} downloaded)")
+
+
+@data_app.command()
+def pack(
+    out: Path = typer.Option(..., "--out", help="Folder for the crops and manifest.json (e.g. .gpu/data)."),
+    source: list[Path] = typer.Option(
+        [Path("data/train")], "--from", help="Training pool folder(s) to crop (repeatable; default data/train)."
+    ),
+    max_mib: float = typer.Option(40.0, "--max-mib", help="Size budget of the packed set in MiB."),
+    crop: int = typer.Option(320, "--crop", help="Crop size in pixels (at least the training crop)."),
+    min_size: int | None = typer.Option(None, "--min-size", help="Smaller images give crops of their own size if at least this (default: min(crop, 256), the GPU recipes' training crop)."),
+    fmt: str = typer.Option("jpeg", "--format", help="jpeg (4:4:4) or png."),
+    quality: int = typer.Option(95, "--quality", help="JPEG quality."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the crops."),
+    max_crops: int | None = typer.Option(None, "--max-crops", help="Stop after this many crops."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing packed set in --out."),
+) -> None:
+    """Pack a travelling training set (random crops within a size budget) for a GPU job.
+
+    See docs/training-gpu.md: the packed folder travels with the working tree to a lent GPU
+    machine, whose whole load (code, wheels, data) must stay under 64 MiB.
+    """
+    from imgcomp.data.pack import pack_training_set
+
+    report = pack_training_set(
+        source, out, int(max_mib * 1024 * 1024), crop=crop, fmt=fmt, quality=quality, seed=seed,
+        max_crops=max_crops, force=force, min_size=min_size,
+    )
+    typer.echo(
+        f"{report.out}: {report.crops} crops of up to {crop}px from {report.sources} images, "
+        f"{report.total_bytes / 2**20:.1f} MiB; manifest in {report.out / 'manifest.json'}"
+    )

@@ -68,7 +68,10 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     :class:`ImgcompError` on any problem."""
     folder = Path(model_dir)
     weights_path, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
-    if not weights_path.is_file() or not config_path.is_file():
+    from imgcomp import weights_shards  # a GPU job's export: weights in shards (model-0000i-of-0000n)
+
+    sharded = not weights_path.is_file() and weights_shards.is_sharded(folder)
+    if not (weights_path.is_file() or sharded) or not config_path.is_file():
         raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
     try:
         document = json.loads(config_path.read_text())
@@ -78,7 +81,7 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
         raise ImgcompError(f"{config_path}: invalid model config ({exc})") from None
     model = get_system(config.architecture).build(config)
     try:
-        state = load_file(str(weights_path))
+        state = weights_shards.load_shards(folder, document.get(weights_shards.SHARDS_KEY)) if sharded else load_file(str(weights_path))
         model.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise ImgcompError(f"{weights_path}: cannot load weights ({exc})") from None
@@ -86,4 +89,5 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     for network in (getattr(model, "encoder", None), getattr(model, "decoder", None)):
         if network is not None:  # oneDNN runs these convolutions ~15% faster on CPU in NHWC
             network.to(memory_format=torch.channels_last)
-    return LoadedModel(model, config, metadata, file_sha256(weights_path), folder)
+    sha256 = weights_shards.weights_sha256(state) if sharded else file_sha256(weights_path)
+    return LoadedModel(model, config, metadata, sha256, folder)

@@ -37,6 +37,20 @@ RECIPES: dict[str, dict[str, Any]] = {
             "init_from": "mentzer2018/cpu-colour", "lr": 1e-4, "lowpass_block": 16, "lowpass_step": 3,
         },
     },
+    "gpu-multirate": {
+        "description": "mid preset (n=96, 4 residual blocks), 5 heads (0.12..0.8 bpp), colour anchor, batch 32 x 256px: the GPU job (scripts/gpu_train.sh, docs/training-gpu.md) trains it for a time budget",
+        "settings": {
+            **_COLOUR_SETTINGS, "preset": "mid", "steps": 20000, "batch_size": 32, "crop": 256,
+            "log_every": 50, "checkpoint_every": 1000,
+        },
+    },
+    "gpu-multirate-paper": {
+        "description": "the GPU job's recipe on the paper preset (n=128, 5x3 residual blocks; decodes ~4x slower than gpu-multirate)",
+        "settings": {
+            **_COLOUR_SETTINGS, "preset": "paper", "steps": 20000, "batch_size": 32, "crop": 256,
+            "log_every": 50, "checkpoint_every": 1000,
+        },
+    },
     "paper-multirate": {
         "description": "paper preset (n=128, 5x3 residual blocks), 5 heads, for a GPU",
         "settings": {
