@@ -1,0 +1,213 @@
+"""Coding a (K, H, W) symbol volume with the integer-exact P, one wavefront per decoding step.
+
+The same schedule as the float coder (:mod:`imgcomp.entropy.wavefront`): symbol (c, h, w) is
+decoded at step ``t = 4c + 2h + w``; activations live in buffers in schedule order (row 0 is the
+zero padding), each step gathers the kept taps of its symbols and does one product per layer. The
+arithmetic is :mod:`imgcomp.integer_context.model`'s: integer values held in float64, every result
+exact, so nothing depends on the BLAS kernel, its thread count or the batch shapes. That frees the
+encoder from mirroring the decoder's steps: it computes each layer for all positions in a few
+large chunks (in threads), which is faster, and gets the very same integers.
+
+numpy and threadpoolctl only; no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from imgcomp.integer_context.model import (
+    WAVEFRONT_WEIGHTS, IntegerContextParams, coder_probabilities, frequencies, ideal_bits, prepare, requantise,
+)
+
+ENCODE_CHUNK = 8192  # rows per product in the encoder's layer-by-layer pass
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+_controller = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread while a coder runs: for speed only (small products gain nothing from
+    threads); the results are exact either way."""
+    global _blas_users, _blas_limiter, _controller
+    with _blas_lock:
+        if _blas_users == 0:
+            from threadpoolctl import ThreadpoolController
+
+            if _controller is None:
+                _controller = ThreadpoolController()
+            _blas_limiter = _controller.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
+class SymbolSink(Protocol):
+    def push(self, symbols: np.ndarray, probabilities: np.ndarray) -> None: ...
+
+
+class SymbolSource(Protocol):
+    def pull(self, probabilities: np.ndarray) -> np.ndarray: ...
+
+
+class IntegerWavefrontContextModel:
+    """The integer P evaluated over one (K, H, W) volume shape.
+
+    ``encode(symbols, encoder)`` and ``decode(decoder)`` drive the range coder through its
+    ``push(symbols, probabilities)`` / ``pull(probabilities)`` interface
+    (:class:`imgcomp.entropy.range_coder.SymbolEncoder` / ``SymbolDecoder``), with probability rows
+    ``f / 2**16`` that are exact on every machine.
+    """
+
+    def __init__(self, params: IntegerContextParams, shape: tuple[int, int, int]):
+        self.params = params
+        prepare(params)
+        self.shape = tuple(int(s) for s in shape)
+        K, H, W = self.shape
+        self.inputs_f = params.inputs.astype(np.float64)
+        self.num_symbols = params.num_symbols
+        self.channels = params.channels
+        c, h, w = np.indices(self.shape, dtype=np.intp).reshape(3, -1)
+        steps = WAVEFRONT_WEIGHTS[0] * c + WAVEFRONT_WEIGHTS[1] * h + WAVEFRONT_WEIGHTS[2] * w
+        order = np.argsort(steps, kind="stable")
+        self.raster_order = order
+        counts = np.bincount(steps) if steps.size else np.zeros(0, np.intp)
+        counts = counts[counts > 0]
+        self.bounds = [0] + np.cumsum(counts).tolist()
+        self.largest_step = int(counts.max()) if counts.size else 0
+        rows = np.zeros((K + 2, H + 2, W + 2), np.intp)
+        in_schedule = np.empty(K * H * W, np.intp)
+        in_schedule[order] = np.arange(1, K * H * W + 1)
+        rows[1:-1, 1:-1, 1:-1] = in_schedule.reshape(self.shape)
+        rows = rows.ravel()
+        centre = ((c[order] + 1) * (H + 2) + h[order] + 1) * (W + 2) + w[order] + 1
+
+        def tap_rows(taps):
+            offsets = np.array([(dc * (H + 2) + dh) * (W + 2) + dw for dc, dh, dw in taps], np.intp)
+            return rows[centre[:, None] + offsets[None, :]]
+
+        self.first_rows = tap_rows(params.taps(0))
+        self.later_rows = tap_rows(params.taps(1))
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.bounds) - 1
+
+    def _buffers(self) -> list[np.ndarray]:
+        n = int(np.prod(self.shape)) + 1
+        return [np.zeros((n, self.inputs_f.shape[1]))] + [np.zeros((n, ch)) for ch in self.channels[:3]]
+
+    def _layer(self, layer: int, buffers: list[np.ndarray], lo: int, hi: int) -> np.ndarray | None:
+        """Layer ``layer`` at schedule positions lo..hi-1: writes buffers[layer + 1] rows
+        lo+1..hi (layers 0-2) or returns the integer logits (layer 3) as float64."""
+        spec = self.params.layers[layer]
+        taps = self.first_rows if layer == 0 else self.later_rows
+        source = buffers[layer]
+        gathered = np.take(source, taps[lo:hi].ravel(), axis=0, mode="clip").reshape(hi - lo, -1)
+        acc = gathered @ spec.weight_f
+        acc += spec.bias_f
+        y = requantise(acc, spec, out=acc)
+        if layer == 3:
+            np.clip(y, spec.low, spec.high, out=y)
+            return y
+        if layer == 2:
+            y += buffers[1][lo + 1 : hi + 1]
+            np.clip(y, spec.low, spec.high, out=y)
+        else:
+            np.clip(y, 0, spec.high, out=y)
+        buffers[layer + 1][lo + 1 : hi + 1] = y
+        return None
+
+    def step_frequencies(self, buffers: list[np.ndarray], step: int) -> np.ndarray:
+        lo, hi = self.bounds[step], self.bounds[step + 1]
+        for layer in range(3):
+            self._layer(layer, buffers, lo, hi)
+        return frequencies(self._layer(3, buffers, lo, hi), self.params.table, self.params.frequency_bits)
+
+    def all_frequencies(self, symbols: np.ndarray, threads: int | None = None, by_step: bool = False) -> np.ndarray:
+        """int64 frequencies (K*H*W, L) of every symbol in schedule order. ``by_step`` runs the
+        decoder's step-by-step computation instead of the encoder's chunks (for tests)."""
+        ordered = np.asarray(symbols).ravel()[self.raster_order]
+        buffers = self._buffers()
+        buffers[0][1:] = self.inputs_f[ordered]
+        n = ordered.size
+        out = np.empty((n, self.num_symbols), np.int64)
+        with _one_blas_thread():
+            if by_step:
+                for step in range(self.num_steps):
+                    out[self.bounds[step] : self.bounds[step + 1]] = self.step_frequencies(buffers, step)
+                return out
+            chunks = [(lo, min(n, lo + ENCODE_CHUNK)) for lo in range(0, n, ENCODE_CHUNK)]
+            threads = max(1, threads if threads is not None else min(4, os.cpu_count() or 1))
+            with ThreadPoolExecutor(threads) if threads > 1 and len(chunks) > 1 else contextlib.nullcontext() as pool:
+                for layer in range(4):
+                    def work(chunk, layer=layer):
+                        lo, hi = chunk
+                        logits = self._layer(layer, buffers, lo, hi)
+                        if logits is not None:
+                            out[lo:hi] = frequencies(logits, self.params.table, self.params.frequency_bits)
+
+                    if pool is None:
+                        for chunk in chunks:
+                            work(chunk)
+                    else:
+                        list(pool.map(work, chunks))
+        return out
+
+    def logits_raster(self, symbols: np.ndarray) -> np.ndarray:
+        """Integer logits (K, H, W, L) of every symbol (for tests against the reference)."""
+        ordered = np.asarray(symbols).ravel()[self.raster_order]
+        buffers = self._buffers()
+        buffers[0][1:] = self.inputs_f[ordered]
+        n = ordered.size
+        logits = np.empty((n, self.num_symbols))
+        with _one_blas_thread():
+            for step in range(self.num_steps):
+                lo, hi = self.bounds[step], self.bounds[step + 1]
+                for layer in range(3):
+                    self._layer(layer, buffers, lo, hi)
+                logits[lo:hi] = self._layer(3, buffers, lo, hi)
+        out = np.empty_like(logits)
+        out[self.raster_order] = logits
+        return out.reshape(*self.shape, -1).astype(np.int64)
+
+    def encode(self, symbols: np.ndarray, encoder: SymbolSink, threads: int | None = None) -> float:
+        """Code a (K, H, W) volume of symbol indices (numpy or torch CPU tensor); returns the ideal
+        cost in bits under the integer frequencies."""
+        symbols = np.asarray(symbols, dtype=np.int64)
+        if symbols.shape != self.shape:
+            raise ValueError(f"symbols have shape {symbols.shape}, expected {self.shape}")
+        ordered = symbols.ravel()[self.raster_order]
+        freqs = self.all_frequencies(symbols, threads)
+        encoder.push(ordered, coder_probabilities(freqs, self.params.frequency_bits))
+        return ideal_bits(freqs, ordered, self.params.frequency_bits)
+
+    def decode(self, decoder: SymbolSource) -> np.ndarray:
+        """Decode a (K, H, W) volume of symbol indices (int64 numpy array)."""
+        ordered = np.empty(int(np.prod(self.shape)), np.int64)
+        buffers = self._buffers()
+        bits = self.params.frequency_bits
+        with _one_blas_thread():
+            for step in range(self.num_steps):
+                lo, hi = self.bounds[step], self.bounds[step + 1]
+                freqs = self.step_frequencies(buffers, step)
+                decoded = np.asarray(decoder.pull(coder_probabilities(freqs, bits)), np.int64)
+                ordered[lo:hi] = decoded
+                buffers[0][lo + 1 : hi + 1] = self.inputs_f[decoded]
+        symbols = np.empty_like(ordered)
+        symbols[self.raster_order] = ordered
+        return symbols.reshape(self.shape)
