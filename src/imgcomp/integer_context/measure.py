@@ -148,5 +148,39 @@ def main(argv: list[str] | None = None) -> None:
               f"{100 * (t['int_bytes'] / t['float_bytes'] - 1):+.3f}%")
 
 
+
+
+def bench(params: IntegerContextParams, repeats: int = 5, quality: int = 5) -> dict:
+    """Median seconds to encode and decode demo.png's symbol volume (768x512: up to 32x64x96),
+    float P vs integer P, on the calling thread's cores (setup excluded: schedules built once)."""
+    loaded = get_model()
+    codec = loaded.model
+    symbols = symbol_volume(codec, load_image(DEMO), quality)
+    shape = tuple(symbols.shape)
+    float_model = WavefrontContextModel(codec.context_model, codec.symbol_inputs(), shape)
+    int_model = IntegerWavefrontContextModel(params, shape)
+    times = {"float_encode": [], "float_decode": [], "int_encode": [], "int_decode": []}
+    for _ in range(repeats):
+        for name, model, data in (("float", float_model, symbols), ("int", int_model, symbols.numpy())):
+            encoder = SymbolEncoder()
+            start = time.perf_counter()
+            model.encode(data, encoder)
+            times[f"{name}_encode"].append(time.perf_counter() - start)
+            decoder = SymbolDecoder(encoder.finish())
+            start = time.perf_counter()
+            decoded = model.decode(decoder)
+            times[f"{name}_decode"].append(time.perf_counter() - start)
+            assert np.array_equal(np.asarray(decoded), symbols.numpy())
+    return {"shape": shape, **{k: statistics.median(v) for k, v in times.items()},
+            **{f"{k}_all": [round(x, 3) for x in v] for k, v in times.items()}}
+
+
+def bench_main() -> None:
+    from imgcomp.integer_context.model import load
+
+    params = load(sys.argv[2]) if len(sys.argv) > 2 else build(get_model())
+    print(bench(params, repeats=int(os.environ.get("BENCH_REPEATS", "5"))))
+
+
 if __name__ == "__main__":
-    main()
+    bench_main() if sys.argv[1:2] == ["bench"] else main()
