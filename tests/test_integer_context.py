@@ -22,7 +22,7 @@ from imgcomp.integer_context import (
 )
 from imgcomp.integer_context.convert import activation_ranges, integer_context_from_float
 from imgcomp.integer_context.crosscheck import CORETYPES, THREADS, run_child
-from imgcomp.integer_context.model import EXACT_LIMIT, accumulator_bound
+from imgcomp.integer_context.model import EXACT_LIMIT, FLOAT32_LIMIT, accumulator_bound
 from imgcomp.models.context_model import ContextModel3D
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -63,9 +63,15 @@ def params2():
     return _params(2, seed=3)[0]
 
 
-@pytest.mark.parametrize("features", [1, 2])
-def test_wavefront_matches_direct_convolution_reference(features, params1, params2):
-    params = params1 if features == 1 else params2
+@pytest.fixture(scope="module")
+def params8():
+    """8-bit weights and activations: exact in float32 (the fast dtype)."""
+    return _params(2, seed=5, weight_bits=8, activation_bits=8)[0]
+
+
+@pytest.mark.parametrize("which", ["f1-float64", "f2-float64", "f2-float32"])
+def test_wavefront_matches_direct_convolution_reference(which, params1, params2, params8):
+    params = {"f1-float64": params1, "f2-float64": params2, "f2-float32": params8}[which]
     symbols = _volume((3, 4, 5), seed=7)
     fast = IntegerWavefrontContextModel(params, symbols.shape).logits_raster(symbols)
     assert np.array_equal(fast, reference_logits(params, symbols))
@@ -92,9 +98,9 @@ def test_encoder_chunks_and_decoder_steps_give_the_same_frequencies(params1, mon
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 1, 7), (2, 3, 5), (5, 1, 3), (3, 7, 2), (4, 9, 11)])
-@pytest.mark.parametrize("features", [1, 2])
-def test_round_trip_odd_shapes(shape, features, params1, params2):
-    params = params1 if features == 1 else params2
+@pytest.mark.parametrize("which", [1, 2, 8])
+def test_round_trip_odd_shapes(shape, which, params1, params2, params8):
+    params = {1: params1, 2: params2, 8: params8}[which]
     symbols = _volume(shape, seed=sum(shape))
     encoder = SymbolEncoder()
     bits = IntegerWavefrontContextModel(params, shape).encode(symbols, encoder)
@@ -136,13 +142,17 @@ def test_exp_table_is_the_correctly_rounded_exponential():
         "cc86375794217bd8f7837b52daeb84bad38bb39f847d0ec2804e44caf045ce90")
 
 
-def test_exactness_bounds(params1, params2):
-    for params in (params1, params2):
+def test_exactness_bounds(params1, params2, params8):
+    for params in (params1, params2, params8):
         in_max = int(np.abs(params.inputs).max())
         for layer in params.layers:
             bound = accumulator_bound(layer, in_max)
-            assert bound * int(layer.multiplier.max()) + 2 ** (layer.shift - 1) < EXACT_LIMIT
+            assert bound < (FLOAT32_LIMIT if params.compute_dtype() == np.float32 else EXACT_LIMIT)
+            # brute force on the worst input of each column: the bound is attained, not exceeded
+            worst = np.sign(layer.weight) * in_max
+            assert np.abs((worst * layer.weight).sum(0) + layer.bias).max() + layer.rounding.max() <= bound
             in_max = max(abs(layer.low), abs(layer.high))
+    assert params1.compute_dtype() == np.float64 and params8.compute_dtype() == np.float32
     with pytest.raises(ValueError, match="2\\*\\*"):  # far too wide for exact float64: refused
         _params(1, weight_bits=20, activation_bits=30)
 
@@ -164,9 +174,12 @@ def test_the_decoder_modules_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": SRC})
 
 
-def test_other_blas_kernels_and_thread_counts_decode_identically(params2, tmp_path):
+@pytest.mark.parametrize("which", ["float64", "float32"])
+def test_other_blas_kernels_and_thread_counts_decode_identically(which, params2, params8, tmp_path):
     """Encode here; decode and re-encode in fresh processes under each OPENBLAS_CORETYPE and
     1 or 2 threads: the same symbols and the same payload bytes everywhere."""
+    params2 = params2 if which == "float64" else params8
+    assert np.dtype(params2.compute_dtype()).name == which
     symbols = _volume((7, 12, 13), seed=11)
     save(params2, tmp_path / "params.safetensors")
     np.save(tmp_path / "symbols.npy", symbols)

@@ -1,20 +1,23 @@
 """Build the integer-exact P (:mod:`imgcomp.integer_context.model`) from a trained float
 :class:`~imgcomp.models.context_model.ContextModel3D` (post-training quantisation). Imports torch.
 
-Bit widths (defaults; all checked by :meth:`IntegerContextParams.check`):
+Bit widths (all checked by :meth:`IntegerContextParams.check`):
 
-- symbol inputs: ``input_bits`` = 12 (|x| <= 2047), one scale per input feature;
-- weights: ``weight_bits`` = 12 (|w| <= 2047), one scale per output channel, the input scales
-  folded in; biases in the accumulator's units (about 2**36 at most);
-- activations ``h1``, ``h2`` (after ReLU) in [0, 2**16 - 1] and the residual sum ``h3`` (on
-  ``h1``'s scale) in [-(2**16 - 1), 2**16 - 1]: ``activation_bits`` = 16 plus sign; scales from
+- symbol inputs: ``input_bits`` (|x| <= 2**(input_bits-1) - 1), one scale per input feature;
+- weights: ``weight_bits`` (|w| <= 2**(weight_bits-1) - 1) with a power-of-two scale per output
+  channel relative to the layer's output scale (so requantisation is a shift), input scales
+  folded in; biases in the accumulator's units;
+- activations ``h1``, ``h2`` (after ReLU) in [0, 2**activation_bits - 1] and the residual sum
+  ``h3`` (on ``h1``'s scale) in [-(2**activation_bits - 1), 2**activation_bits - 1]; scales from
   the largest value seen on calibration volumes, times ``headroom``;
-- logits: fixed point with 8 fractional bits (1/256 nat).
+- logits: fixed point with 8 fractional bits (1/256 nat), clipped to +-2**22.
 
-The exactness bound: the later layers have 14 kept taps x 24 channels = 336 products per output;
-|acc| <= 65535 * 336 * 2047 + |b| < 2**36 (the check uses the actual column sums), far below
-2**53, so float64 BLAS adds them exactly in any order; the requantisation multiplier is chosen
-per layer so that ``bound * M + 2**(s-1) < 2**52``.
+The exactness bound (module doc of :mod:`imgcomp.integer_context.model`): per channel,
+``max|x| * sum_i |W[i, c]| + |b| + r``. The later layers have 14 kept taps x 24 channels = 336
+products per output. With 12-bit weights and 16-bit activations it is below 2**36 (float64, far
+below 2**53); with 8-bit weights and 10-bit activations the trained model's column sums
+(at most ~122 x the largest weight) keep it below 2**24, and P runs in float32 like the float
+coder. The converter does not choose the dtype: :meth:`compute_dtype` does, from the bounds.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from imgcomp.integer_context.model import (
-    LOGIT_FRACTION_BITS, IntegerContextParams, IntegerLayer, accumulator_bound, exp_table,
+    LOGIT_FRACTION_BITS, IntegerContextParams, IntegerLayer, exp_table,
 )
 
-LOGIT_CLIP = 1 << 30
+LOGIT_CLIP = 1 << 22  # logits and their differences stay exact even in float32
 
 
 def _tap_matrix(layer) -> tuple[np.ndarray, np.ndarray]:
@@ -57,29 +60,27 @@ def activation_ranges(model, inputs: list[torch.Tensor]) -> dict[str, float]:
 
 
 def _quantise_layer(
-    matrix: np.ndarray, bias: np.ndarray, row_scale: np.ndarray, input_max: int, out_scale: float,
-    weight_bits: int, low: int, high: int,
-) -> tuple[IntegerLayer, np.ndarray]:
+    matrix: np.ndarray, bias: np.ndarray, row_scale: np.ndarray, out_scale: float, weight_bits: int, low: int, high: int,
+) -> IntegerLayer:
     """Integer layer computing ``y ~ (x_float @ matrix + bias) / out_scale`` from integer inputs
-    whose row ``i`` is worth ``row_scale[i]``. Returns the layer and its per-channel acc unit."""
+    whose row ``i`` is worth ``row_scale[i]``: per output channel, the largest shift ``s`` with
+    ``max |W_int| <= 2**(weight_bits - 1) - 1`` where ``W_int = round(W / (out_scale * 2**-s))``."""
     effective = matrix * row_scale[:, None]
     wmax = (1 << (weight_bits - 1)) - 1
     column_max = np.abs(effective).max(axis=0)
-    unit = np.where(column_max > 0, column_max / wmax, 1.0)  # float value of one acc unit, per channel
+    with np.errstate(divide="ignore"):
+        shift = np.floor(np.log2(wmax * out_scale / np.maximum(column_max, 1e-300))).astype(np.int64)
+    shift = np.clip(shift, 0, 62)
+    unit = out_scale * np.ldexp(1.0, -shift.astype(np.int32))  # float value of one acc unit, per channel
     weight = np.rint(effective / unit).astype(np.int64)
+    for c in range(weight.shape[1]):  # floor(log2) of a float may land one too high: step down
+        while np.abs(weight[:, c]).max(initial=0) > wmax and shift[c] > 0:
+            shift[c] -= 1
+            unit[c] = out_scale * 2.0 ** -int(shift[c])
+            weight[:, c] = np.rint(effective[:, c] / unit[c])
+    weight = np.clip(weight, -wmax, wmax)
     bias_int = np.rint(bias / unit).astype(np.int64)
-    ratio = unit / out_scale
-    probe = IntegerLayer(weight, bias_int, np.ones_like(bias_int), 1, low, high)
-    bound = accumulator_bound(probe, input_max)
-    # largest shift with bound * M + 2**(s-1) < 2**52, M = round(ratio * 2**s)
-    shift = int(math.floor(math.log2(2**51 / (bound * float(ratio.max()) + 1))))
-    shift = max(1, min(shift, 62))
-    while True:
-        multiplier = np.rint(ratio * 2.0**shift).astype(np.int64)
-        if bound * int(multiplier.max()) + (1 << (shift - 1)) < 2**52 or shift == 1:
-            break
-        shift -= 1
-    return IntegerLayer(weight, bias_int, multiplier, shift, low, high), unit
+    return IntegerLayer(weight, bias_int, shift, low, high)
 
 
 def integer_context_from_float(
@@ -112,14 +113,11 @@ def integer_context_from_float(
                  np.full(layers_float[2].out_channels, s_h1)]
     out_scales = [s_h1, s_h2, s_h1, s_logit]
     bounds = [(0, amax), (0, amax), (-amax, amax), (-LOGIT_CLIP, LOGIT_CLIP)]
-    input_max = [int(np.abs(inputs_int).max()), amax, amax, amax]
     layers = []
     for index, layer in enumerate(layers_float):
         matrix, bias = _tap_matrix(layer)
         row_scale = np.tile(scales_in[index], len(layer.taps()))
-        quantised, _ = _quantise_layer(
-            matrix, bias, row_scale, input_max[index], out_scales[index], weight_bits, *bounds[index])
-        layers.append(quantised)
+        layers.append(_quantise_layer(matrix, bias, row_scale, out_scales[index], weight_bits, *bounds[index]))
     meta = {
         "weight_bits": weight_bits, "activation_bits": activation_bits, "input_bits": input_bits,
         "headroom": headroom, "ranges": ranges, "scale_h1": s_h1, "scale_h2": s_h2,
@@ -127,6 +125,8 @@ def integer_context_from_float(
     }
     params = IntegerContextParams(inputs_int, layers, exp_table(fraction_bits), fraction_bits, meta=meta)
     params.check()
+    meta["bounds_log2"] = [round(float(np.log2(b)), 2) for b in params.bounds()]
+    meta["compute_dtype"] = np.dtype(params.compute_dtype()).name
     return params
 
 

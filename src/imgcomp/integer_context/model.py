@@ -10,20 +10,24 @@ the same on every machine, BLAS kernel, thread count and batch shape.
 The arithmetic (one masked 3-D convolution = one "layer"; ``x`` are integer activations):
 
 1. ``acc = gather(x) @ W + b``: integer weights ``W`` (taps * C_in, C_out) and biases ``b``.
-   It runs in float64 BLAS on integer-valued operands. Every product is an integer and every
-   partial sum, in whatever order and with or without FMA, is an integer of magnitude at most
-   ``bound = max|x| * max_c sum_i |W[i, c]| + max|b|``. The converter checks ``bound < 2**53``
-   (in fact far below: :data:`ACCUMULATOR_LIMIT`), so every intermediate float64 value is exactly
-   representable, no operation rounds, and the result is the exact integer sum.
-2. Requantisation: ``y = floor((acc * M[c] + 2**(s-1)) / 2**s)`` with integer multipliers ``M``
-   per output channel and one shift ``s`` per layer, again in float64: ``|acc * M| + 2**(s-1)`` is
-   checked below ``2**53`` (exact product and sum), multiplying by ``2**-s`` is exact (a power of
-   two, no underflow at these sizes) and ``floor`` is exact. This is the same as the integer
-   ``(acc * M + 2**(s-1)) >> s`` (arithmetic shift, round half up).
+2. Requantisation by a power of two per output channel: ``y = floor((acc + r) / 2**s[c])`` with
+   ``r = floor(2**s[c] / 2)`` (round half up; the integer ``(acc + r) >> s``).
 3. Layers 0 and 1: ReLU and clip, ``y = min(max(y, 0), high)``. Layer 2 (second conv of the
    residual block) is requantised to the scale of ``h1`` and added: ``h3 = clip(h1 + y, low, high)``.
    Layer 3 gives integer logits in fixed point, ``LOGIT_FRACTION_BITS`` fractional bits (units of
-   ``2**-LOGIT_FRACTION_BITS`` nats).
+   ``2**-LOGIT_FRACTION_BITS`` nats), clipped to [low, high].
+
+Steps 1-2 run as ONE BLAS product in floating point on exact values: the fast path multiplies
+``x`` by ``W[:, c] * 2**-s[c]`` and adds ``(b[c] + r) * 2**-s[c]``, then takes ``floor``. Every
+product and every partial sum, in any order the BLAS kernel picks, with or without FMA, is an
+integer multiple of ``2**-s[c]`` whose numerator is at most
+``bound[c] = max|x| * sum_i |W[i, c]| + |b[c]| + r`` in magnitude. When ``bound < 2**24`` for
+every channel of every layer the model runs in float32 (24-bit significand), otherwise in
+float64 if ``bound < 2**53`` (:meth:`IntegerContextParams.compute_dtype`); such values are exactly
+representable (the exponents stay far from under/overflow), so no operation rounds and the
+result is the exact integer arithmetic above, on any machine. (Both dtypes give the same
+integers; the choice is speed only.)
+
 4. Frequencies (:func:`frequencies`): ``d = min(max(logits) - logits, len(table) - 1)``,
    ``e = table[d]`` with ``table[d] = round(2**TABLE_BITS * exp(-d / 2**LOGIT_FRACTION_BITS))``
    computed once with Python's ``decimal`` (correctly rounded, no libm; :func:`exp_table`) and
@@ -51,13 +55,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FORMAT = "imgcomp-integer-context-v1"
+FORMAT = "imgcomp-integer-context-v2"
 LOGIT_FRACTION_BITS = 8  # integer logits are in units of 2**-8 nats
 TABLE_BITS = 20  # table[0] = 2**20
 FREQUENCY_BITS = 16  # the coder's frequencies sum to 2**16
 TOTAL = 1 << FREQUENCY_BITS
-EXACT_LIMIT = 2**53  # every float64 intermediate stays below this in magnitude
-ACCUMULATOR_LIMIT = 2**40  # what the converter allows for |acc| (so acc * M has room below 2**53)
+FLOAT32_LIMIT = 2**24  # numerators below this are exact in float32
+EXACT_LIMIT = 2**53  # ... and below this in float64
 WAVEFRONT_WEIGHTS = (4, 2, 1)  # t = 4c + 2h + w, as the float wavefront
 
 
@@ -91,14 +95,18 @@ def exp_table(fraction_bits: int = LOGIT_FRACTION_BITS, table_bits: int = TABLE_
 
 @dataclass
 class IntegerLayer:
-    """One masked convolution in integers: ``y = requant(gather(x) @ weight + bias)``."""
+    """One masked convolution in integers: ``y = (gather(x) @ weight + bias + r) >> shift``."""
 
     weight: np.ndarray  # int64 (taps * C_in, C_out), rows tap-major (tap 0's C_in inputs first)
     bias: np.ndarray  # int64 (C_out,)
-    multiplier: np.ndarray  # int64 (C_out,)
-    shift: int
+    shift: np.ndarray  # int64 (C_out,), 0..62
     low: int  # output clip range (inclusive)
     high: int
+
+    @property
+    def rounding(self) -> np.ndarray:
+        """``r = floor(2**shift / 2)``: round half up."""
+        return np.where(self.shift > 0, np.left_shift(np.int64(1), np.maximum(self.shift - 1, 0)), 0)
 
 
 @dataclass
@@ -123,68 +131,74 @@ class IntegerContextParams:
     def taps(self, layer: int) -> list[tuple[int, int, int]]:
         return causal_taps(include_centre=layer > 0)
 
+    def input_maxima(self) -> list[int]:
+        """Largest |x| each layer can read."""
+        maxima = [int(np.abs(self.inputs).max(initial=0))]
+        for layer in self.layers[:-1]:
+            maxima.append(max(abs(layer.low), abs(layer.high)))
+        return maxima
+
+    def bounds(self) -> list[int]:
+        """Per layer, the largest numerator of any partial sum of the fast path (module doc)."""
+        return [accumulator_bound(layer, m) for layer, m in zip(self.layers, self.input_maxima())]
+
+    def compute_dtype(self) -> type:
+        """float32 if every bound is below 2**24, else float64 (both exact; see the module doc)."""
+        return np.float32 if max(self.bounds()) < FLOAT32_LIMIT else np.float64
+
     def check(self) -> None:
         """Raise ValueError unless the exactness bounds of the module docstring hold."""
         if len(self.layers) != 4:
             raise ValueError("the integer context model has four layers")
         if self.inputs.dtype != np.int64 or self.table.dtype != np.int64:
             raise ValueError("inputs and table must be int64")
-        in_max = int(np.abs(self.inputs).max())
         in_channels = self.inputs.shape[1]
         for index, layer in enumerate(self.layers):
             taps = len(self.taps(index))
             if layer.weight.shape[0] != taps * in_channels:
                 raise ValueError(f"layer {index}: weight has {layer.weight.shape[0]} rows, expected {taps * in_channels}")
-            bound = accumulator_bound(layer, in_max)
-            if bound >= ACCUMULATOR_LIMIT:
-                raise ValueError(f"layer {index}: accumulator bound {bound} >= 2**40")
-            if bound * int(np.abs(layer.multiplier).max()) + (1 << max(layer.shift - 1, 0)) >= EXACT_LIMIT:
-                raise ValueError(f"layer {index}: requantisation product may exceed 2**53")
-            if not 1 <= layer.shift <= 62:
-                raise ValueError(f"layer {index}: shift {layer.shift} out of range")
-            in_max = max(abs(layer.low), abs(layer.high))
+            if layer.shift.shape != (layer.weight.shape[1],) or layer.shift.min() < 0 or layer.shift.max() > 62:
+                raise ValueError(f"layer {index}: shifts must be 0..62, one per output channel")
+            if index < 2 and layer.low != 0:
+                raise ValueError(f"layer {index}: a ReLU layer's low bound is 0")
             in_channels = layer.weight.shape[1]
+        for index, bound in enumerate(self.bounds()):
+            if bound >= EXACT_LIMIT:
+                raise ValueError(f"layer {index}: accumulator bound {bound} >= 2**53: not exact in float64")
         if self.table[0] <= 0 or self.table[-1] != 0 or np.any(np.diff(self.table) > 0):
             raise ValueError("exp table must be non-increasing from a positive value to 0")
-        # frequencies: e * (TOTAL - L) must fit int64
-        if int(self.table[0]) * (1 << self.frequency_bits) >= 2**62:
+        if int(self.table[0]) * (1 << self.frequency_bits) >= 2**62 or self.num_symbols > (1 << self.frequency_bits):
             raise ValueError("table and total too large for int64 frequency arithmetic")
 
 
 def accumulator_bound(layer: IntegerLayer, input_max: int) -> int:
-    """Largest |partial sum| of ``x @ W + b`` for |x| <= input_max (exact Python integers)."""
-    column_l1 = np.abs(layer.weight).sum(axis=0, dtype=object) if layer.weight.size else np.zeros(1, object)
-    return int(input_max) * int(max(column_l1)) + int(np.abs(layer.bias).max(initial=0))
+    """Largest numerator of any partial sum of ``x @ W + b + r`` for |x| <= input_max, over the
+    output channels (exact Python integers)."""
+    column_l1 = np.abs(layer.weight).astype(object).sum(axis=0)
+    rest = np.abs(layer.bias).astype(object) + layer.rounding.astype(object)
+    return int(max(int(input_max) * c + r for c, r in zip(column_l1, rest)))
 
 
-def requantise(acc: np.ndarray, layer: IntegerLayer, out: np.ndarray | None = None) -> np.ndarray:
-    """``floor((acc * M + 2**(s-1)) / 2**s)`` exactly, on float64 integer values (see module doc)."""
-    out = np.multiply(acc, layer.multiplier_f, out=out)
-    out += layer.half_f
-    out *= layer.inverse_f
-    np.floor(out, out=out)
-    return out
+class FastLayer:
+    """A layer's operands for the fast path: ``floor(x @ weight + bias)`` equals the integer
+    requantised value (exact, see the module doc)."""
 
-
-def prepare(params: IntegerContextParams) -> None:
-    """Attach float64 copies of the integer arrays (exact: all below 2**53) for the fast paths."""
-    for layer in params.layers:
-        layer.weight_f = layer.weight.astype(np.float64)
-        layer.bias_f = layer.bias.astype(np.float64)
-        layer.multiplier_f = layer.multiplier.astype(np.float64)
-        layer.half_f = float(1 << (layer.shift - 1))
-        layer.inverse_f = 2.0 ** -layer.shift
+    def __init__(self, layer: IntegerLayer, dtype: type):
+        scale = np.ldexp(1.0, -layer.shift.astype(np.int32))  # 2**-s, exact
+        self.weight = (layer.weight * scale).astype(dtype)  # |numerator| < 2**24 or 2**53: exact
+        self.bias = ((layer.bias + layer.rounding) * scale).astype(dtype)
+        self.low, self.high = layer.low, layer.high
 
 
 def frequencies(logits: np.ndarray, table: np.ndarray, frequency_bits: int = FREQUENCY_BITS) -> np.ndarray:
-    """Integer logits (n, L) (int64, or float64 holding integers) -> int64 frequencies (n, L),
+    """Integer logits (n, L) (int64, or floats holding integers) -> int64 frequencies (n, L),
     every one >= 1, each row summing to ``2**frequency_bits``."""
     logits = np.asarray(logits)
     n, L = logits.shape
     total = 1 << frequency_bits
     if L > total:
         raise ValueError("more symbols than the frequency total")
-    d = logits.max(axis=1, keepdims=True) - logits
+    d = logits.max(axis=1, keepdims=True) - logits  # exact: integers below 2**24 (float32) or 2**53
     np.minimum(d, len(table) - 1, out=d)
     e = table[d.astype(np.int64)]
     norm = e.sum(axis=1, keepdims=True)  # >= table[0] > 0: the row maximum has d = 0
@@ -214,8 +228,8 @@ def _to_arrays(params: IntegerContextParams) -> dict[str, np.ndarray]:
     for i, layer in enumerate(params.layers):
         arrays[f"layer{i}.weight"] = layer.weight
         arrays[f"layer{i}.bias"] = layer.bias
-        arrays[f"layer{i}.multiplier"] = layer.multiplier
-        arrays[f"layer{i}.shift_low_high"] = np.array([layer.shift, layer.low, layer.high], np.int64)
+        arrays[f"layer{i}.shift"] = layer.shift
+        arrays[f"layer{i}.low_high"] = np.array([layer.low, layer.high], np.int64)
     arrays["bits"] = np.array([params.fraction_bits, params.frequency_bits], np.int64)
     return {k: np.ascontiguousarray(v, dtype=np.int64) for k, v in arrays.items()}
 
@@ -223,10 +237,10 @@ def _to_arrays(params: IntegerContextParams) -> dict[str, np.ndarray]:
 def _from_arrays(arrays: dict[str, np.ndarray], meta: dict) -> IntegerContextParams:
     layers = []
     for i in range(4):
-        shift, low, high = (int(v) for v in arrays[f"layer{i}.shift_low_high"])
+        low, high = (int(v) for v in arrays[f"layer{i}.low_high"])
         layers.append(IntegerLayer(
             arrays[f"layer{i}.weight"].astype(np.int64), arrays[f"layer{i}.bias"].astype(np.int64),
-            arrays[f"layer{i}.multiplier"].astype(np.int64), shift, low, high))
+            arrays[f"layer{i}.shift"].astype(np.int64), low, high))
     fraction_bits, frequency_bits = (int(v) for v in arrays["bits"])
     params = IntegerContextParams(
         arrays["inputs"].astype(np.int64), layers, arrays["table"].astype(np.int64), fraction_bits, frequency_bits, meta)
@@ -283,9 +297,9 @@ def reference_logits(params: IntegerContextParams, symbols: np.ndarray) -> np.nd
                         v = padded[k + 1 + dc, i + 1 + dh, j + 1 + dw]
                         total = total + v @ layer.weight[t * c_in : (t + 1) * c_in]
                     acc[k, i, j] = total
-        y = (acc * layer.multiplier + (1 << (layer.shift - 1))) >> layer.shift
+        y = (acc + layer.rounding) >> layer.shift
         if index < 2:
-            y = np.clip(y, max(layer.low, 0), layer.high)
+            y = np.clip(y, 0, layer.high)
             if index == 0:
                 h1 = y
         elif index == 2:

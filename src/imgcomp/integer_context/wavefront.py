@@ -3,8 +3,8 @@
 The same schedule as the float coder (:mod:`imgcomp.entropy.wavefront`): symbol (c, h, w) is
 decoded at step ``t = 4c + 2h + w``; activations live in buffers in schedule order (row 0 is the
 zero padding), each step gathers the kept taps of its symbols and does one product per layer. The
-arithmetic is :mod:`imgcomp.integer_context.model`'s: integer values held in float64, every result
-exact, so nothing depends on the BLAS kernel, its thread count or the batch shapes. That frees the
+arithmetic is :mod:`imgcomp.integer_context.model`'s: integer values held in float32 or float64,
+every result exact, so nothing depends on the BLAS kernel, its thread count or the batch shapes. That frees the
 encoder from mirroring the decoder's steps: it computes each layer for all positions in a few
 large chunks (in threads), which is faster, and gets the very same integers.
 
@@ -22,7 +22,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from imgcomp.integer_context.model import (
-    WAVEFRONT_WEIGHTS, IntegerContextParams, coder_probabilities, frequencies, ideal_bits, prepare, requantise,
+    WAVEFRONT_WEIGHTS, FastLayer, IntegerContextParams, coder_probabilities, frequencies, ideal_bits,
 )
 
 ENCODE_CHUNK = 8192  # rows per product in the encoder's layer-by-layer pass
@@ -74,11 +74,13 @@ class IntegerWavefrontContextModel:
     """
 
     def __init__(self, params: IntegerContextParams, shape: tuple[int, int, int]):
+        params.check()
         self.params = params
-        prepare(params)
+        self.dtype = params.compute_dtype()  # float32 or float64: the same integers either way
+        self.layers = [FastLayer(layer, self.dtype) for layer in params.layers]
         self.shape = tuple(int(s) for s in shape)
         K, H, W = self.shape
-        self.inputs_f = params.inputs.astype(np.float64)
+        self.inputs_f = params.inputs.astype(self.dtype)
         self.num_symbols = params.num_symbols
         self.channels = params.channels
         c, h, w = np.indices(self.shape, dtype=np.intp).reshape(3, -1)
@@ -109,18 +111,18 @@ class IntegerWavefrontContextModel:
 
     def _buffers(self) -> list[np.ndarray]:
         n = int(np.prod(self.shape)) + 1
-        return [np.zeros((n, self.inputs_f.shape[1]))] + [np.zeros((n, ch)) for ch in self.channels[:3]]
+        return [np.zeros((n, self.inputs_f.shape[1]), self.dtype)] + [np.zeros((n, ch), self.dtype) for ch in self.channels[:3]]
 
     def _layer(self, layer: int, buffers: list[np.ndarray], lo: int, hi: int) -> np.ndarray | None:
         """Layer ``layer`` at schedule positions lo..hi-1: writes buffers[layer + 1] rows
         lo+1..hi (layers 0-2) or returns the integer logits (layer 3) as float64."""
-        spec = self.params.layers[layer]
+        spec = self.layers[layer]
         taps = self.first_rows if layer == 0 else self.later_rows
         source = buffers[layer]
         gathered = np.take(source, taps[lo:hi].ravel(), axis=0, mode="clip").reshape(hi - lo, -1)
-        acc = gathered @ spec.weight_f
-        acc += spec.bias_f
-        y = requantise(acc, spec, out=acc)
+        y = gathered @ spec.weight  # exact: see imgcomp.integer_context.model
+        y += spec.bias
+        np.floor(y, out=y)
         if layer == 3:
             np.clip(y, spec.low, spec.high, out=y)
             return y
@@ -174,7 +176,7 @@ class IntegerWavefrontContextModel:
         buffers = self._buffers()
         buffers[0][1:] = self.inputs_f[ordered]
         n = ordered.size
-        logits = np.empty((n, self.num_symbols))
+        logits = np.empty((n, self.num_symbols), self.dtype)
         with _one_blas_thread():
             for step in range(self.num_steps):
                 lo, hi = self.bounds[step], self.bounds[step + 1]
