@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from imgcomp.integer_context.model import (
-    LOGIT_FRACTION_BITS, IntegerContextParams, IntegerLayer, exp_table,
+    FLOAT32_LIMIT, LOGIT_FRACTION_BITS, IntegerContextParams, IntegerLayer, accumulator_bound, exp_table,
 )
 
 LOGIT_CLIP = 1 << 22  # logits and their differences stay exact even in float32
@@ -86,12 +86,14 @@ def _quantise_layer(
 def integer_context_from_float(
     model, symbol_inputs: torch.Tensor, calibration: list[torch.Tensor] | None = None,
     weight_bits: int = 12, activation_bits: int = 16, input_bits: int = 12, headroom: float = 1.25,
-    fraction_bits: int = LOGIT_FRACTION_BITS, ranges: dict[str, float] | None = None,
+    fraction_bits: int = LOGIT_FRACTION_BITS, ranges: dict[str, float] | None = None, float32: bool = False,
 ) -> IntegerContextParams:
     """The integer P for a float ``ContextModel3D`` and its ``symbol_inputs`` ``(S, F)`` or ``(S,)``.
 
     ``calibration``: P's float inputs ``(N, F, K, H, W)`` on typical symbol volumes, to set the
-    activation scales (or pass ``ranges`` from :func:`activation_ranges`).
+    activation scales (or pass ``ranges`` from :func:`activation_ranges`). ``float32``: per layer,
+    the widest weights up to ``weight_bits`` whose exactness bound stays below 2**24, so P runs in
+    float32 (as fast as the float coder); raises if even 4-bit weights do not fit.
     """
     inputs = symbol_inputs.detach().double()
     inputs = inputs[:, None] if inputs.dim() == 1 else inputs
@@ -113,13 +115,21 @@ def integer_context_from_float(
                  np.full(layers_float[2].out_channels, s_h1)]
     out_scales = [s_h1, s_h2, s_h1, s_logit]
     bounds = [(0, amax), (0, amax), (-amax, amax), (-LOGIT_CLIP, LOGIT_CLIP)]
-    layers = []
+    layers, layer_bits = [], []
     for index, layer in enumerate(layers_float):
         matrix, bias = _tap_matrix(layer)
         row_scale = np.tile(scales_in[index], len(layer.taps()))
-        layers.append(_quantise_layer(matrix, bias, row_scale, out_scales[index], weight_bits, *bounds[index]))
+        in_max = int(np.abs(inputs_int).max()) if index == 0 else amax
+        for bits in range(weight_bits, 3, -1) if float32 else [weight_bits]:
+            quantised = _quantise_layer(matrix, bias, row_scale, out_scales[index], bits, *bounds[index])
+            if not float32 or accumulator_bound(quantised, in_max) < FLOAT32_LIMIT:
+                break
+        else:
+            raise ValueError(f"layer {index}: no weight width fits float32 with {activation_bits}-bit activations")
+        layer_bits.append(bits)
+        layers.append(quantised)
     meta = {
-        "weight_bits": weight_bits, "activation_bits": activation_bits, "input_bits": input_bits,
+        "weight_bits": layer_bits, "activation_bits": activation_bits, "input_bits": input_bits,
         "headroom": headroom, "ranges": ranges, "scale_h1": s_h1, "scale_h2": s_h2,
         "input_scale": in_scale.tolist(),
     }

@@ -104,9 +104,19 @@ def calibration_volumes(codec, limit: int = 12, crop: int = 256) -> list[torch.T
     return volumes
 
 
-def build(loaded, **bits) -> IntegerContextParams:
+def build(loaded, ranges_file: str | None = None, **bits) -> IntegerContextParams:
+    """The integer P of a loaded model, calibrated on training photos (ranges cached in ``ranges_file``)."""
+    import json
+
     codec = loaded.model
-    ranges = activation_ranges(codec.context_model, calibration_inputs(codec, calibration_volumes(codec)))
+    if ranges_file and os.path.exists(ranges_file):
+        with open(ranges_file) as f:
+            ranges = json.load(f)
+    else:
+        ranges = activation_ranges(codec.context_model, calibration_inputs(codec, calibration_volumes(codec)))
+        if ranges_file:
+            with open(ranges_file, "w") as f:
+                json.dump(ranges, f)
     return integer_context_from_float(codec.context_model, codec.symbol_inputs(), ranges=ranges, **bits)
 
 
@@ -120,9 +130,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input-bits", type=int, default=12)
     parser.add_argument("--qualities", default="1,2,3,4,5")
     parser.add_argument("--limit", type=int, default=0, help="at most this many images")
+    parser.add_argument("--float32", action="store_true", help="per-layer weight widths that keep P exact in float32")
+    parser.add_argument("--ranges", help="cache of the calibration's activation ranges (JSON)")
     args = parser.parse_args(argv)
     loaded = get_model(args.model)
-    params = build(loaded, weight_bits=args.weight_bits, activation_bits=args.activation_bits, input_bits=args.input_bits)
+    params = build(loaded, args.ranges, weight_bits=args.weight_bits, activation_bits=args.activation_bits, input_bits=args.input_bits,
+                   float32=args.float32)
     if args.out:
         save(params, args.out)
     images = {Path(p).stem: load_image(p) for p in args.images} if args.images else default_images()
@@ -130,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         images = dict(list(images.items())[: args.limit])
     qualities = [int(q) for q in args.qualities.split(",")]
     totals = {q: {"float_bits": 0.0, "int_bits": 0.0, "float_bytes": 0, "int_bytes": 0, "pixels": 0} for q in qualities}
-    print(f"bits: weights {args.weight_bits}, activations {args.activation_bits}, inputs {args.input_bits}; "
+    print(f"bits: weights {params.meta['weight_bits']}, activations {args.activation_bits}, inputs {args.input_bits} "
+          f"({params.meta['compute_dtype']}, bounds log2 {params.meta['bounds_log2']}); "
           f"{len(images)} images: {', '.join(images)}", flush=True)
     for name, pixels in images.items():
         for q in qualities:
