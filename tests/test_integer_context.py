@@ -195,3 +195,28 @@ def test_other_blas_kernels_and_thread_counts_decode_identically(which, params2,
         assert result["payload_equal"], (setting, result)
         assert not result["torch_imported"]
     assert len({r["payload_sha256"] for r in results}) == 1
+
+
+def test_shipped_model_converts_exactly_in_float32_and_costs_under_one_percent():
+    """The default shipped model on a real latent (a crop of demo.png, qualities 1, 3, 5): the
+    shipping configuration runs in float32, round-trips, and codes within 1% of the float P."""
+    from imgcomp.entropy import WavefrontContextModel
+    from imgcomp.integer_context.convert import integer_context_from_codec
+    from imgcomp.integer_context.measure import DEMO, symbol_volume
+    from imgcomp.io import load_image
+    from imgcomp.zoo import get_model
+
+    codec = get_model().model
+    pixels = np.ascontiguousarray(load_image(DEMO)[128:256, 256:448])
+    volumes = [symbol_volume(codec, pixels, q) for q in (1, 3, 5)]
+    params = integer_context_from_codec(codec, volumes)
+    assert params.compute_dtype() == np.float32
+    float_bits = int_bits = 0.0
+    for symbols in volumes:
+        shape = tuple(symbols.shape)
+        float_bits += WavefrontContextModel(codec.context_model, codec.symbol_inputs(), shape).encode(symbols, SymbolEncoder())
+        encoder = SymbolEncoder()
+        int_bits += IntegerWavefrontContextModel(params, shape).encode(symbols.numpy(), encoder)
+        decoded = IntegerWavefrontContextModel(params, shape).decode(SymbolDecoder(encoder.finish()))
+        assert np.array_equal(decoded, symbols.numpy())
+    assert int_bits < 1.01 * float_bits

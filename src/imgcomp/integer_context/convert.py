@@ -144,3 +144,18 @@ def calibration_inputs(codec, symbol_volumes: list[torch.Tensor]) -> list[torch.
     """P's float inputs ``(1, F, K, H, W)`` for (K, H, W) symbol volumes of a ``ConditionalProbabilityCodec``."""
     table = codec.symbol_inputs().detach()
     return [table[v][None].permute(0, 4, 1, 2, 3).contiguous() for v in symbol_volumes]
+
+
+DEFAULT_BITS = {"weight_bits": 12, "activation_bits": 9, "input_bits": 12, "float32": True}
+
+
+def integer_context_from_codec(codec, symbol_volumes: list[torch.Tensor] | None = None,
+                               ranges: dict[str, float] | None = None, **bits) -> IntegerContextParams:
+    """The integer P of a ``ConditionalProbabilityCodec`` (Mentzer et al.), calibrated on its
+    (K, H, W) symbol volumes of typical photos (or given activation ``ranges``). Defaults: the
+    shipping configuration :data:`DEFAULT_BITS` (exact in float32: as fast as the float coder)."""
+    if ranges is None:
+        if not symbol_volumes:
+            raise ValueError("give calibration symbol volumes or activation ranges")
+        ranges = activation_ranges(codec.context_model, calibration_inputs(codec, symbol_volumes))
+    return integer_context_from_float(codec.context_model, codec.symbol_inputs(), ranges=ranges, **{**DEFAULT_BITS, **bits})

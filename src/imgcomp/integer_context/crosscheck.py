@@ -194,7 +194,11 @@ def main(argv: list[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             if "int" in modes:
-                save(build(loaded), root / "params.safetensors")
+                given = os.environ.get("CROSSCHECK_PARAMS")  # an integer P file, else built here
+                if given:
+                    (root / "params.safetensors").write_bytes(Path(given).read_bytes())
+                else:
+                    save(build(loaded, float32=True, activation_bits=10), root / "params.safetensors")
             for mode in modes:
                 rows = measure(mode, root, symbols)
                 ok = sum(r["symbols_equal"] for r in rows)
