@@ -31,8 +31,9 @@ integers; the choice is speed only.)
 4. Frequencies (:func:`frequencies`): ``d = min(max(logits) - logits, len(table) - 1)``,
    ``e = table[d]`` with ``table[d] = round(2**TABLE_BITS * exp(-d / 2**LOGIT_FRACTION_BITS))``
    computed once with Python's ``decimal`` (correctly rounded, no libm; :func:`exp_table`) and
-   stored in the model file; ``f = 1 + (e * (TOTAL - L)) // sum(e)`` in int64, and the remainder
-   ``TOTAL - sum(f)`` (0 <= r < L) goes to the first most probable symbol. So every frequency is
+   stored in the model file; ``f = 1 + (e * (TOTAL - L)) // sum(e)`` (computed exactly in float64:
+   :func:`frequencies_float`), and the remainder ``TOTAL - sum(f)`` (0 <= r < L) goes to the first
+   symbol with the largest logit. So every frequency is
    >= 1 and they sum to ``TOTAL = 2**FREQUENCY_BITS``.
 5. The coder gets ``f / TOTAL`` as float64: dyadic rationals, exact in float64 (and float32), so
    constriction's ``Categorical(perfect=False)`` sees identical inputs everywhere and its own
@@ -192,27 +193,40 @@ class FastLayer:
 
 def frequencies(logits: np.ndarray, table: np.ndarray, frequency_bits: int = FREQUENCY_BITS) -> np.ndarray:
     """Integer logits (n, L) (int64, or floats holding integers) -> int64 frequencies (n, L),
-    every one >= 1, each row summing to ``2**frequency_bits``."""
+    every one >= 1, each row summing to ``2**frequency_bits`` (see :func:`frequencies_float`)."""
     logits = np.asarray(logits)
+    if logits.dtype.kind in "iu":
+        logits = np.clip(logits, -(2**22), 2**22).astype(np.float64)
+    return frequencies_float(logits, table.astype(np.float64), frequency_bits).astype(np.int64)
+
+
+def frequencies_float(logits: np.ndarray, table: np.ndarray, frequency_bits: int = FREQUENCY_BITS) -> np.ndarray:
+    """The frequencies as float64 holding exact integers (the fast path; ``table`` as float64).
+
+    ``d = max - logits`` (integers below 2**23: exact in float32 and float64), ``e = table[min(d,
+    len - 1)]``, ``f = 1 + floor(e * (T - L) / sum(e))``: ``e * (T - L) < 2**20 * 2**16`` is exact,
+    and ``floor`` of the correctly rounded quotient is the integer quotient, because the quotient is
+    below ``T = 2**16`` (ulp <= 2**-37) while a non-integer quotient is at least ``1 / sum(e) >
+    2**-(20 + log2 L)`` away from the next integer. The remainder ``T - sum(f)`` (0 <= r < L) goes to
+    the first symbol with the largest ``e`` (the first with ``d = 0``)."""
     n, L = logits.shape
-    total = 1 << frequency_bits
-    if L > total:
+    total = float(1 << frequency_bits)
+    if L > total or L >= 2**16:
         raise ValueError("more symbols than the frequency total")
-    d = logits.max(axis=1, keepdims=True) - logits  # exact: integers below 2**24 (float32) or 2**53
-    np.minimum(d, len(table) - 1, out=d)
-    e = table[d.astype(np.int64)]
+    d = logits.max(axis=1, keepdims=True) - logits
+    e = np.take(table, d.astype(np.intp), mode="clip")  # d >= 0; "clip" maps d >= len - 1 to table[-1] = 0
     norm = e.sum(axis=1, keepdims=True)  # >= table[0] > 0: the row maximum has d = 0
     f = e * (total - L)
-    f //= norm
+    f /= norm
+    np.floor(f, out=f)
     f += 1
-    remainder = total - f.sum(axis=1)
-    f[np.arange(n), f.argmax(axis=1)] += remainder
+    f[np.arange(n), e.argmax(axis=1)] += total - f.sum(axis=1)
     return f
 
 
 def coder_probabilities(freqs: np.ndarray, frequency_bits: int = FREQUENCY_BITS) -> np.ndarray:
     """``f / 2**frequency_bits`` as float64: exact dyadic values for the range coder."""
-    return np.ldexp(freqs.astype(np.float64), -frequency_bits)
+    return freqs.astype(np.float64) * 2.0**-frequency_bits
 
 
 def ideal_bits(freqs: np.ndarray, symbols: np.ndarray, frequency_bits: int = FREQUENCY_BITS) -> float:

@@ -22,7 +22,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from imgcomp.integer_context.model import (
-    WAVEFRONT_WEIGHTS, FastLayer, IntegerContextParams, coder_probabilities, frequencies, ideal_bits,
+    WAVEFRONT_WEIGHTS, FastLayer, IntegerContextParams, frequencies_float, ideal_bits,
 )
 
 ENCODE_CHUNK = 8192  # rows per product in the encoder's layer-by-layer pass
@@ -81,6 +81,10 @@ class IntegerWavefrontContextModel:
         self.shape = tuple(int(s) for s in shape)
         K, H, W = self.shape
         self.inputs_f = params.inputs.astype(self.dtype)
+        self.table = params.table.astype(np.float64)
+        self.scale = 2.0**-params.frequency_bits
+        self._pool: list[list[np.ndarray]] = []
+        self._pool_lock = threading.Lock()
         self.num_symbols = params.num_symbols
         self.channels = params.channels
         c, h, w = np.indices(self.shape, dtype=np.intp).reshape(3, -1)
@@ -109,9 +113,25 @@ class IntegerWavefrontContextModel:
     def num_steps(self) -> int:
         return len(self.bounds) - 1
 
-    def _buffers(self) -> list[np.ndarray]:
-        n = int(np.prod(self.shape)) + 1
-        return [np.zeros((n, self.inputs_f.shape[1]), self.dtype)] + [np.zeros((n, ch), self.dtype) for ch in self.channels[:3]]
+    @contextlib.contextmanager
+    def _buffers(self) -> Iterator[list[np.ndarray]]:
+        """Activation buffers (inputs, h1, h2, h3) in schedule order, reused across calls (fresh tens
+        of MB cost page faults). Reuse is safe: a step reads only row 0 (zeros, never written) and
+        rows this call has written before."""
+        with self._pool_lock:
+            buffers = self._pool.pop() if self._pool else None
+        if buffers is None:
+            n = int(np.prod(self.shape)) + 1
+            buffers = [np.zeros((n, self.inputs_f.shape[1]), self.dtype)] + [
+                np.zeros((n, ch), self.dtype) for ch in self.channels[:3]]
+        try:
+            yield buffers
+        finally:
+            with self._pool_lock:
+                self._pool.append(buffers)
+
+    def _frequencies(self, logits: np.ndarray) -> np.ndarray:
+        return frequencies_float(logits, self.table, self.params.frequency_bits)
 
     def _layer(self, layer: int, buffers: list[np.ndarray], lo: int, hi: int) -> np.ndarray | None:
         """Layer ``layer`` at schedule positions lo..hi-1: writes buffers[layer + 1] rows
@@ -138,17 +158,16 @@ class IntegerWavefrontContextModel:
         lo, hi = self.bounds[step], self.bounds[step + 1]
         for layer in range(3):
             self._layer(layer, buffers, lo, hi)
-        return frequencies(self._layer(3, buffers, lo, hi), self.params.table, self.params.frequency_bits)
+        return self._frequencies(self._layer(3, buffers, lo, hi))
 
     def all_frequencies(self, symbols: np.ndarray, threads: int | None = None, by_step: bool = False) -> np.ndarray:
-        """int64 frequencies (K*H*W, L) of every symbol in schedule order. ``by_step`` runs the
+        """Frequencies (K*H*W, L) of every symbol in schedule order (float64 holding integers). ``by_step`` runs the
         decoder's step-by-step computation instead of the encoder's chunks (for tests)."""
         ordered = np.asarray(symbols).ravel()[self.raster_order]
-        buffers = self._buffers()
-        buffers[0][1:] = self.inputs_f[ordered]
         n = ordered.size
-        out = np.empty((n, self.num_symbols), np.int64)
-        with _one_blas_thread():
+        out = np.empty((n, self.num_symbols), np.float64)
+        with self._buffers() as buffers, _one_blas_thread():
+            buffers[0][1:] = self.inputs_f[ordered]
             if by_step:
                 for step in range(self.num_steps):
                     out[self.bounds[step] : self.bounds[step + 1]] = self.step_frequencies(buffers, step)
@@ -161,7 +180,7 @@ class IntegerWavefrontContextModel:
                         lo, hi = chunk
                         logits = self._layer(layer, buffers, lo, hi)
                         if logits is not None:
-                            out[lo:hi] = frequencies(logits, self.params.table, self.params.frequency_bits)
+                            out[lo:hi] = self._frequencies(logits)
 
                     if pool is None:
                         for chunk in chunks:
@@ -173,11 +192,10 @@ class IntegerWavefrontContextModel:
     def logits_raster(self, symbols: np.ndarray) -> np.ndarray:
         """Integer logits (K, H, W, L) of every symbol (for tests against the reference)."""
         ordered = np.asarray(symbols).ravel()[self.raster_order]
-        buffers = self._buffers()
-        buffers[0][1:] = self.inputs_f[ordered]
         n = ordered.size
         logits = np.empty((n, self.num_symbols), self.dtype)
-        with _one_blas_thread():
+        with self._buffers() as buffers, _one_blas_thread():
+            buffers[0][1:] = self.inputs_f[ordered]
             for step in range(self.num_steps):
                 lo, hi = self.bounds[step], self.bounds[step + 1]
                 for layer in range(3):
@@ -195,19 +213,20 @@ class IntegerWavefrontContextModel:
             raise ValueError(f"symbols have shape {symbols.shape}, expected {self.shape}")
         ordered = symbols.ravel()[self.raster_order]
         freqs = self.all_frequencies(symbols, threads)
-        encoder.push(ordered, coder_probabilities(freqs, self.params.frequency_bits))
-        return ideal_bits(freqs, ordered, self.params.frequency_bits)
+        bits = ideal_bits(freqs, ordered, self.params.frequency_bits)
+        freqs *= self.scale  # f / 2**16: exact
+        encoder.push(ordered, freqs)
+        return bits
 
     def decode(self, decoder: SymbolSource) -> np.ndarray:
         """Decode a (K, H, W) volume of symbol indices (int64 numpy array)."""
         ordered = np.empty(int(np.prod(self.shape)), np.int64)
-        buffers = self._buffers()
-        bits = self.params.frequency_bits
-        with _one_blas_thread():
+        with self._buffers() as buffers, _one_blas_thread():
             for step in range(self.num_steps):
                 lo, hi = self.bounds[step], self.bounds[step + 1]
                 freqs = self.step_frequencies(buffers, step)
-                decoded = np.asarray(decoder.pull(coder_probabilities(freqs, bits)), np.int64)
+                freqs *= self.scale  # f / 2**16: exact
+                decoded = np.asarray(decoder.pull(freqs), np.int64)
                 ordered[lo:hi] = decoded
                 buffers[0][lo + 1 : hi + 1] = self.inputs_f[decoded]
         symbols = np.empty_like(ordered)
