@@ -85,6 +85,7 @@ class IntegerWavefrontContextModel:
         self.scale = 2.0**-params.frequency_bits
         self._pool: list[list[np.ndarray]] = []
         self._pool_lock = threading.Lock()
+        self._local = threading.local()
         self.num_symbols = params.num_symbols
         self.channels = params.channels
         c, h, w = np.indices(self.shape, dtype=np.intp).reshape(3, -1)
@@ -137,10 +138,17 @@ class IntegerWavefrontContextModel:
         """Layer ``layer`` at schedule positions lo..hi-1: writes buffers[layer + 1] rows
         lo+1..hi (layers 0-2) or returns the integer logits (layer 3) as float64."""
         spec = self.layers[layer]
-        taps = self.first_rows if layer == 0 else self.later_rows
+        taps = (self.first_rows if layer == 0 else self.later_rows)[lo:hi]
         source = buffers[layer]
-        gathered = np.take(source, taps[lo:hi].ravel(), axis=0, mode="clip").reshape(hi - lo, -1)
-        y = gathered @ spec.weight  # exact: see imgcomp.integer_context.model
+        workspace = self._workspace(taps.size * source.shape[1])
+        gathered = workspace[: taps.size * source.shape[1]].reshape(taps.size, source.shape[1])
+        np.take(source, taps.ravel(), axis=0, out=gathered, mode="clip")  # rows are valid; "clip" skips the check
+        gathered = gathered.reshape(hi - lo, -1)
+        if layer == 3:
+            y = gathered @ spec.weight  # exact: see imgcomp.integer_context.model
+        else:
+            y = buffers[layer + 1][lo + 1 : hi + 1]
+            np.matmul(gathered, spec.weight, out=y)
         y += spec.bias
         np.floor(y, out=y)
         if layer == 3:
@@ -151,8 +159,14 @@ class IntegerWavefrontContextModel:
             np.clip(y, spec.low, spec.high, out=y)
         else:
             np.clip(y, 0, spec.high, out=y)
-        buffers[layer + 1][lo + 1 : hi + 1] = y
         return None
+
+    def _workspace(self, size: int) -> np.ndarray:
+        """A gather buffer of this thread, grown as needed (fresh arrays of MBs cost page faults)."""
+        workspace = getattr(self._local, "workspace", None)
+        if workspace is None or workspace.size < size:
+            workspace = self._local.workspace = np.empty(size, self.dtype)
+        return workspace
 
     def step_frequencies(self, buffers: list[np.ndarray], step: int) -> np.ndarray:
         lo, hi = self.bounds[step], self.bounds[step + 1]
