@@ -86,6 +86,17 @@ def test_integer_logits_follow_the_float_model():
     assert np.abs(integer - float_logits).max() < 0.05
 
 
+def test_float32_and_float64_give_the_same_integers(params8, params1):
+    symbols = _volume((4, 6, 7), seed=9)
+    f32 = IntegerWavefrontContextModel(params8, symbols.shape)
+    f64 = IntegerWavefrontContextModel(params8, symbols.shape, dtype=np.float64)
+    assert f32.dtype == np.float32 and f64.dtype == np.float64
+    assert np.array_equal(f32.logits_raster(symbols), f64.logits_raster(symbols))
+    assert np.array_equal(f32.all_frequencies(symbols), f64.all_frequencies(symbols))
+    with pytest.raises(ValueError):
+        IntegerWavefrontContextModel(params1, symbols.shape, dtype=np.float32)  # bounds above 2**24
+
+
 def test_encoder_chunks_and_decoder_steps_give_the_same_frequencies(params1, monkeypatch):
     import imgcomp.integer_context.wavefront as wavefront
 

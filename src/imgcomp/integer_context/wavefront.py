@@ -72,10 +72,15 @@ class IntegerWavefrontContextModel:
     ``f / 2**16`` that are exact on every machine.
     """
 
-    def __init__(self, params: IntegerContextParams, shape: tuple[int, int, int]):
+    def __init__(self, params: IntegerContextParams, shape: tuple[int, int, int], dtype: type | None = None):
+        """``dtype``: force float64 (e.g. on a platform whose sgemm is not IEEE float32, such as a
+        BLAS that rounds to bfloat16/TF32 internally); float32 is allowed only where the bounds
+        permit. The results are the same integers either way."""
         params.check()
         self.params = params
-        self.dtype = params.compute_dtype()  # float32 or float64: the same integers either way
+        self.dtype = params.compute_dtype() if dtype is None else np.dtype(dtype).type
+        if self.dtype not in (np.float32, np.float64) or (self.dtype == np.float32 and params.compute_dtype() != np.float32):
+            raise ValueError(f"dtype {dtype} cannot hold this model's sums exactly")
         self.layers = [FastLayer(layer, self.dtype) for layer in params.layers]
         self.shape = tuple(int(s) for s in shape)
         K, H, W = self.shape
