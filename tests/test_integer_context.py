@@ -22,7 +22,7 @@ from imgcomp.integer_context import (
 )
 from imgcomp.integer_context.convert import activation_ranges, integer_context_from_float
 from imgcomp.integer_context.crosscheck import CORETYPES, THREADS, run_child
-from imgcomp.integer_context.model import EXACT_LIMIT, FLOAT32_LIMIT, accumulator_bound
+from imgcomp.integer_context.model import EXACT_LIMIT, FLOAT32_LIMIT, accumulator_bound, params_sha256
 from imgcomp.models.context_model import ContextModel3D
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -188,6 +188,7 @@ def test_save_load_round_trip(params2, tmp_path):
     assert np.array_equal(a, b)
     for x, y in zip(params2.layers, loaded.layers):
         assert np.array_equal(x.weight, y.weight) and x.weight.dtype == y.weight.dtype == np.int64
+    assert params_sha256(loaded) == params_sha256(params2) != params_sha256(_params(2, seed=4)[0])
 
 
 def test_the_decoder_modules_do_not_import_torch():

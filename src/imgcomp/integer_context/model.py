@@ -281,11 +281,22 @@ def load(path: str | os.PathLike) -> IntegerContextParams:
     return _from_arrays(arrays, json.loads(metadata.get("meta", "{}")))
 
 
-def to_bytes(params: IntegerContextParams) -> bytes:
-    """The parameters as .npz bytes (for hashing or embedding)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **_to_arrays(params))
-    return buffer.getvalue()
+def canonical_bytes(params: IntegerContextParams) -> bytes:
+    """Every array that defines the coder's numbers, in a fixed order, as its name, shape and
+    little-endian int64 values: the same bytes for the same model anywhere (unlike a zip or a
+    safetensors file, whose metadata may vary). Hash it for the container's model id."""
+    out = io.BytesIO()
+    out.write(FORMAT.encode() + b"\0")
+    for name, array in sorted(_to_arrays(params).items()):
+        out.write(name.encode() + b"\0" + np.array(array.shape, "<i8").tobytes() + array.astype("<i8").tobytes())
+    return out.getvalue()
+
+
+def params_sha256(params: IntegerContextParams) -> str:
+    """SHA-256 (hex) of :func:`canonical_bytes`."""
+    import hashlib
+
+    return hashlib.sha256(canonical_bytes(params)).hexdigest()
 
 
 # ----------------------------------------------------------------------------- reference
