@@ -10,11 +10,12 @@ model is :mod:`imgcomp.integer_context.convert` (imports torch).
 """
 
 from imgcomp.integer_context.model import (
-    FREQUENCY_BITS, TOTAL, IntegerContextParams, IntegerLayer, exp_table, frequencies, load, reference_logits, save,
+    FREQUENCY_BITS, TOTAL, IntegerContextParams, IntegerLayer, exp_table, frequencies, load, params_sha256, reference_logits,
+    save,
 )
 from imgcomp.integer_context.wavefront import IntegerWavefrontContextModel
 
 __all__ = [
     "FREQUENCY_BITS", "TOTAL", "IntegerContextParams", "IntegerLayer", "IntegerWavefrontContextModel",
-    "exp_table", "frequencies", "load", "reference_logits", "save",
+    "exp_table", "frequencies", "load", "params_sha256", "reference_logits", "save",
 ]
