@@ -1,0 +1,252 @@
+"""Coding a (K, H, W) symbol volume with the integer-exact P, one wavefront per decoding step.
+
+The same schedule as the float coder (:mod:`imgcomp.entropy.wavefront`): symbol (c, h, w) is
+decoded at step ``t = 4c + 2h + w``; activations live in buffers in schedule order (row 0 is the
+zero padding), each step gathers the kept taps of its symbols and does one product per layer. The
+arithmetic is :mod:`imgcomp.integer_context.model`'s: integer values held in float32 or float64,
+every result exact, so nothing depends on the BLAS kernel, its thread count or the batch shapes. That frees the
+encoder from mirroring the decoder's steps: it computes each layer for all positions in a few
+large chunks (in threads), which is faster, and gets the very same integers.
+
+numpy and threadpoolctl only; no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from imgcomp.integer_context.model import (
+    WAVEFRONT_WEIGHTS, FastLayer, IntegerContextParams, frequencies_float, ideal_bits,
+)
+
+ENCODE_CHUNK = 2048  # rows per product in the encoder's layer-by-layer pass (8192: 2x slower, cache misses)
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+_controller = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread while a coder runs: for speed only (small products gain nothing from
+    threads); the results are exact either way."""
+    global _blas_users, _blas_limiter, _controller
+    with _blas_lock:
+        if _blas_users == 0:
+            from threadpoolctl import ThreadpoolController
+
+            if _controller is None:
+                _controller = ThreadpoolController()
+            _blas_limiter = _controller.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
+class SymbolSink(Protocol):
+    def push(self, symbols: np.ndarray, probabilities: np.ndarray) -> None: ...
+
+
+class SymbolSource(Protocol):
+    def pull(self, probabilities: np.ndarray) -> np.ndarray: ...
+
+
+class IntegerWavefrontContextModel:
+    """The integer P evaluated over one (K, H, W) volume shape.
+
+    ``encode(symbols, encoder)`` and ``decode(decoder)`` drive the range coder through its
+    ``push(symbols, probabilities)`` / ``pull(probabilities)`` interface
+    (:class:`imgcomp.entropy.range_coder.SymbolEncoder` / ``SymbolDecoder``), with probability rows
+    ``f / 2**16`` that are exact on every machine.
+    """
+
+    def __init__(self, params: IntegerContextParams, shape: tuple[int, int, int], dtype: type | None = None):
+        """``dtype``: force float64 (e.g. on a platform whose sgemm is not IEEE float32, such as a
+        BLAS that rounds to bfloat16/TF32 internally); float32 is allowed only where the bounds
+        permit. The results are the same integers either way."""
+        params.check()
+        self.params = params
+        self.dtype = params.compute_dtype() if dtype is None else np.dtype(dtype).type
+        if self.dtype not in (np.float32, np.float64) or (self.dtype == np.float32 and params.compute_dtype() != np.float32):
+            raise ValueError(f"dtype {dtype} cannot hold this model's sums exactly")
+        self.layers = [FastLayer(layer, self.dtype) for layer in params.layers]
+        self.shape = tuple(int(s) for s in shape)
+        K, H, W = self.shape
+        self.inputs_f = params.inputs.astype(self.dtype)
+        self.table = params.table.astype(np.float64)
+        self.scale = 2.0**-params.frequency_bits
+        self._pool: list[list[np.ndarray]] = []
+        self._pool_lock = threading.Lock()
+        self._local = threading.local()
+        self.num_symbols = params.num_symbols
+        self.channels = params.channels
+        c, h, w = np.indices(self.shape, dtype=np.intp).reshape(3, -1)
+        steps = WAVEFRONT_WEIGHTS[0] * c + WAVEFRONT_WEIGHTS[1] * h + WAVEFRONT_WEIGHTS[2] * w
+        order = np.argsort(steps, kind="stable")
+        self.raster_order = order
+        counts = np.bincount(steps) if steps.size else np.zeros(0, np.intp)
+        counts = counts[counts > 0]
+        self.bounds = [0] + np.cumsum(counts).tolist()
+        self.largest_step = int(counts.max()) if counts.size else 0
+        rows = np.zeros((K + 2, H + 2, W + 2), np.intp)
+        in_schedule = np.empty(K * H * W, np.intp)
+        in_schedule[order] = np.arange(1, K * H * W + 1)
+        rows[1:-1, 1:-1, 1:-1] = in_schedule.reshape(self.shape)
+        rows = rows.ravel()
+        centre = ((c[order] + 1) * (H + 2) + h[order] + 1) * (W + 2) + w[order] + 1
+
+        def tap_rows(taps):
+            offsets = np.array([(dc * (H + 2) + dh) * (W + 2) + dw for dc, dh, dw in taps], np.intp)
+            return rows[centre[:, None] + offsets[None, :]]
+
+        self.first_rows = tap_rows(params.taps(0))
+        self.later_rows = tap_rows(params.taps(1))
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.bounds) - 1
+
+    @contextlib.contextmanager
+    def _buffers(self) -> Iterator[list[np.ndarray]]:
+        """Activation buffers (inputs, h1, h2, h3) in schedule order, reused across calls (fresh tens
+        of MB cost page faults). Reuse is safe: a step reads only row 0 (zeros, never written) and
+        rows this call has written before."""
+        with self._pool_lock:
+            buffers = self._pool.pop() if self._pool else None
+        if buffers is None:
+            n = int(np.prod(self.shape)) + 1
+            buffers = [np.zeros((n, self.inputs_f.shape[1]), self.dtype)] + [
+                np.zeros((n, ch), self.dtype) for ch in self.channels[:3]]
+        try:
+            yield buffers
+        finally:
+            with self._pool_lock:
+                self._pool.append(buffers)
+
+    def _frequencies(self, logits: np.ndarray) -> np.ndarray:
+        return frequencies_float(logits, self.table, self.params.frequency_bits)
+
+    def _layer(self, layer: int, buffers: list[np.ndarray], lo: int, hi: int) -> np.ndarray | None:
+        """Layer ``layer`` at schedule positions lo..hi-1: writes buffers[layer + 1] rows
+        lo+1..hi (layers 0-2) or returns the integer logits (layer 3) as float64."""
+        spec = self.layers[layer]
+        taps = (self.first_rows if layer == 0 else self.later_rows)[lo:hi]
+        source = buffers[layer]
+        workspace = self._workspace(taps.size * source.shape[1])
+        gathered = workspace[: taps.size * source.shape[1]].reshape(taps.size, source.shape[1])
+        np.take(source, taps.ravel(), axis=0, out=gathered, mode="clip")  # rows are valid; "clip" skips the check
+        gathered = gathered.reshape(hi - lo, -1)
+        if layer == 3:
+            y = gathered @ spec.weight  # exact: see imgcomp.integer_context.model
+        else:
+            y = buffers[layer + 1][lo + 1 : hi + 1]
+            np.matmul(gathered, spec.weight, out=y)
+        y += spec.bias
+        np.floor(y, out=y)
+        if layer == 3:
+            np.clip(y, spec.low, spec.high, out=y)
+            return y
+        if layer == 2:
+            y += buffers[1][lo + 1 : hi + 1]
+            np.clip(y, spec.low, spec.high, out=y)
+        else:
+            np.clip(y, 0, spec.high, out=y)
+        return None
+
+    def _workspace(self, size: int) -> np.ndarray:
+        """A gather buffer of this thread, grown as needed (fresh arrays of MBs cost page faults)."""
+        workspace = getattr(self._local, "workspace", None)
+        if workspace is None or workspace.size < size:
+            workspace = self._local.workspace = np.empty(size, self.dtype)
+        return workspace
+
+    def step_frequencies(self, buffers: list[np.ndarray], step: int) -> np.ndarray:
+        lo, hi = self.bounds[step], self.bounds[step + 1]
+        for layer in range(3):
+            self._layer(layer, buffers, lo, hi)
+        return self._frequencies(self._layer(3, buffers, lo, hi))
+
+    def all_frequencies(self, symbols: np.ndarray, threads: int | None = None, by_step: bool = False) -> np.ndarray:
+        """Frequencies (K*H*W, L) of every symbol in schedule order (float64 holding integers). ``by_step`` runs the
+        decoder's step-by-step computation instead of the encoder's chunks (for tests)."""
+        ordered = np.asarray(symbols).ravel()[self.raster_order]
+        n = ordered.size
+        out = np.empty((n, self.num_symbols), np.float64)
+        with self._buffers() as buffers, _one_blas_thread():
+            buffers[0][1:] = self.inputs_f[ordered]
+            if by_step:
+                for step in range(self.num_steps):
+                    out[self.bounds[step] : self.bounds[step + 1]] = self.step_frequencies(buffers, step)
+                return out
+            chunks = [(lo, min(n, lo + ENCODE_CHUNK)) for lo in range(0, n, ENCODE_CHUNK)]
+            threads = max(1, threads or 1)  # threads: measured slower on a loaded 2-core machine; opt in
+            with ThreadPoolExecutor(threads) if threads > 1 and len(chunks) > 1 else contextlib.nullcontext() as pool:
+                for layer in range(4):
+                    def work(chunk, layer=layer):
+                        lo, hi = chunk
+                        logits = self._layer(layer, buffers, lo, hi)
+                        if logits is not None:
+                            out[lo:hi] = self._frequencies(logits)
+
+                    if pool is None:
+                        for chunk in chunks:
+                            work(chunk)
+                    else:
+                        list(pool.map(work, chunks))
+        return out
+
+    def logits_raster(self, symbols: np.ndarray) -> np.ndarray:
+        """Integer logits (K, H, W, L) of every symbol (for tests against the reference)."""
+        ordered = np.asarray(symbols).ravel()[self.raster_order]
+        n = ordered.size
+        logits = np.empty((n, self.num_symbols), self.dtype)
+        with self._buffers() as buffers, _one_blas_thread():
+            buffers[0][1:] = self.inputs_f[ordered]
+            for step in range(self.num_steps):
+                lo, hi = self.bounds[step], self.bounds[step + 1]
+                for layer in range(3):
+                    self._layer(layer, buffers, lo, hi)
+                logits[lo:hi] = self._layer(3, buffers, lo, hi)
+        out = np.empty_like(logits)
+        out[self.raster_order] = logits
+        return out.reshape(*self.shape, -1).astype(np.int64)
+
+    def encode(self, symbols: np.ndarray, encoder: SymbolSink, threads: int | None = None) -> float:
+        """Code a (K, H, W) volume of symbol indices (numpy or torch CPU tensor); returns the ideal
+        cost in bits under the integer frequencies."""
+        symbols = np.asarray(symbols, dtype=np.int64)
+        if symbols.shape != self.shape:
+            raise ValueError(f"symbols have shape {symbols.shape}, expected {self.shape}")
+        ordered = symbols.ravel()[self.raster_order]
+        freqs = self.all_frequencies(symbols, threads)
+        bits = ideal_bits(freqs, ordered, self.params.frequency_bits)
+        freqs *= self.scale  # f / 2**16: exact
+        encoder.push(ordered, freqs)
+        return bits
+
+    def decode(self, decoder: SymbolSource) -> np.ndarray:
+        """Decode a (K, H, W) volume of symbol indices (int64 numpy array)."""
+        ordered = np.empty(int(np.prod(self.shape)), np.int64)
+        with self._buffers() as buffers, _one_blas_thread():
+            for step in range(self.num_steps):
+                lo, hi = self.bounds[step], self.bounds[step + 1]
+                freqs = self.step_frequencies(buffers, step)
+                freqs *= self.scale  # f / 2**16: exact
+                decoded = np.asarray(decoder.pull(freqs), np.int64)
+                ordered[lo:hi] = decoded
+                buffers[0][lo + 1 : hi + 1] = self.inputs_f[decoded]
+        symbols = np.empty_like(ordered)
+        symbols[self.raster_order] = ordered
+        return symbols.reshape(self.shape)
