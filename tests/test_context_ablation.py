@@ -1,8 +1,8 @@
-"""The Table 1 ablation models of Mentzer et al. (imgcomp.eval.context_ablation)."""
+"""The Table 1 ablation models of Mentzer et al. (imgcomp.systems.mentzer2018.ablation)."""
 
 import numpy as np
 
-from imgcomp.eval.context_ablation import coded_bytes, model_rows
+from imgcomp.systems.mentzer2018.ablation import coded_bytes, model_rows
 
 
 def test_adaptive_models_count_what_came_before():

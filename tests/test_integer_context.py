@@ -1,4 +1,4 @@
-"""The integer-exact context model P (imgcomp.integer_context): exact arithmetic, round trips,
+"""The integer-exact context model P (imgcomp.systems.mentzer2018.integer_context): exact arithmetic, round trips,
 identical bytes under other BLAS kernels and thread counts, valid frequencies."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from imgcomp.entropy.range_coder import SymbolDecoder, SymbolEncoder
-from imgcomp.integer_context import (
+from imgcomp.systems.mentzer2018.integer_context import (
     TOTAL, IntegerWavefrontContextModel, exp_table, frequencies, load, reference_logits, save,
 )
-from imgcomp.integer_context.convert import activation_ranges, integer_context_from_float
-from imgcomp.integer_context.crosscheck import CORETYPES, THREADS, run_child
-from imgcomp.integer_context.model import EXACT_LIMIT, FLOAT32_LIMIT, accumulator_bound, params_sha256
-from imgcomp.models.context_model import ContextModel3D
+from imgcomp.systems.mentzer2018.integer_context.convert import activation_ranges, integer_context_from_float
+from imgcomp.systems.mentzer2018.integer_context.crosscheck import CORETYPES, THREADS, run_child
+from imgcomp.systems.mentzer2018.integer_context.model import EXACT_LIMIT, FLOAT32_LIMIT, accumulator_bound, params_sha256
+from imgcomp.systems.mentzer2018.context_model import ContextModel3D
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -98,7 +98,7 @@ def test_float32_and_float64_give_the_same_integers(params8, params1):
 
 
 def test_encoder_chunks_and_decoder_steps_give_the_same_frequencies(params1, monkeypatch):
-    import imgcomp.integer_context.wavefront as wavefront
+    import imgcomp.systems.mentzer2018.integer_context.wavefront as wavefront
 
     monkeypatch.setattr(wavefront, "ENCODE_CHUNK", 37)  # many uneven chunks, in threads
     symbols = _volume((5, 7, 9), seed=4)
@@ -192,7 +192,7 @@ def test_save_load_round_trip(params2, tmp_path):
 
 
 def test_the_decoder_modules_do_not_import_torch():
-    code = ("import sys, imgcomp.integer_context, imgcomp.integer_context.crosscheck; "
+    code = ("import sys, imgcomp.systems.mentzer2018.integer_context, imgcomp.systems.mentzer2018.integer_context.crosscheck; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": SRC})
 
@@ -223,9 +223,9 @@ def test_other_blas_kernels_and_thread_counts_decode_identically(which, params2,
 def test_shipped_model_converts_exactly_in_float32_and_costs_under_one_percent():
     """The default shipped model on a real latent (a crop of demo.png, qualities 1, 3, 5): the
     shipping configuration runs in float32, round-trips, and codes within 1% of the float P."""
-    from imgcomp.entropy import WavefrontContextModel
-    from imgcomp.integer_context.convert import integer_context_from_codec
-    from imgcomp.integer_context.measure import DEMO, symbol_volume
+    from imgcomp.systems.mentzer2018.wavefront import WavefrontContextModel
+    from imgcomp.systems.mentzer2018.integer_context.convert import integer_context_from_codec
+    from imgcomp.systems.mentzer2018.integer_context.measure import DEMO, symbol_volume
     from imgcomp.io import load_image
     from imgcomp.zoo import get_model
 

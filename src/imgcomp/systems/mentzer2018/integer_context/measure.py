@@ -1,6 +1,6 @@
 """Measure the integer-exact P against the float P on real latents (imports torch).
 
-``python -m imgcomp.integer_context.measure [--out FILE.safetensors] [IMAGES...]``: builds the
+``python -m imgcomp.systems.mentzer2018.integer_context.measure [--out FILE.safetensors] [IMAGES...]``: builds the
 integer model of the default shipped model (calibrated on training photos), then codes each image's
 symbol volumes at every quality with both paths and prints ideal bits and real coded bytes.
 """
@@ -18,17 +18,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgcomp.codec import _active_channels, latent_tiles
-from imgcomp.entropy import SymbolDecoder, SymbolEncoder, WavefrontContextModel
-from imgcomp.integer_context.convert import activation_ranges, calibration_inputs, integer_context_from_float
-from imgcomp.integer_context.model import IntegerContextParams, save
-from imgcomp.integer_context.wavefront import IntegerWavefrontContextModel
+from imgcomp.systems.mentzer2018.stream import _active_channels, latent_tiles
+from imgcomp.systems.mentzer2018.wavefront import WavefrontContextModel
+from imgcomp.entropy import SymbolDecoder, SymbolEncoder
+from imgcomp.systems.mentzer2018.integer_context.convert import activation_ranges, calibration_inputs, integer_context_from_float
+from imgcomp.systems.mentzer2018.integer_context.model import IntegerContextParams, save
+from imgcomp.systems.mentzer2018.integer_context.wavefront import IntegerWavefrontContextModel
 from imgcomp.io import load_image
-from imgcomp.models.mentzer2018 import DOWNSAMPLING
+from imgcomp.systems.mentzer2018.config import DOWNSAMPLING
 from imgcomp.tensors import image_to_tensor, pad_to_multiple
 from imgcomp.zoo import get_model
 
-DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo.png"
+DEMO = Path(__file__).resolve().parents[3] / "assets" / "demo.png"  # src/imgcomp/assets
 SKIMAGE = ["astronaut", "chelsea", "coffee", "rocket"]
 
 
@@ -190,7 +191,7 @@ def bench(params: IntegerContextParams, repeats: int = 5, quality: int = 5) -> d
 
 
 def bench_main() -> None:
-    from imgcomp.integer_context.model import load
+    from imgcomp.systems.mentzer2018.integer_context.model import load
 
     params = load(sys.argv[2]) if len(sys.argv) > 2 else build(get_model())
     print(bench(params, repeats=int(os.environ.get("BENCH_REPEATS", "5"))))

@@ -8,10 +8,10 @@ four models, and the payload bytes (+ the container's header, the same for all) 
   coded, so nothing is sent up front; the decoder keeps the same counts);
 - ``first``: adaptive counts conditioned on the previous symbol in coding (raster) order;
 - ``cnn``: the 3-D masked CNN P (float wavefront coder, as the shipped codec), and ``cnn-int``:
-  the integer-exact P (:mod:`imgcomp.integer_context`) when given.
+  the integer-exact P (:mod:`imgcomp.systems.mentzer2018.integer_context`) when given.
 
 The paper, at one operating point on Kodak: 0.646 / 0.642 / 0.627 / 0.579 bpp.
-``python -m imgcomp.eval.context_ablation [IMAGES...]`` prints the table.
+``python -m imgcomp.systems.mentzer2018.ablation [IMAGES...]`` prints the table.
 """
 
 from __future__ import annotations
@@ -72,16 +72,16 @@ def ablation(images: dict[str, np.ndarray], qualities: list[int], integer_params
     """One row per (image, quality): bytes of each model's payload, for the default shipped model."""
     import torch
 
-    from imgcomp import bitstream
-    from imgcomp.codec import latent_tiles
-    from imgcomp.entropy import WavefrontContextModel
-    from imgcomp.integer_context.measure import symbol_volume
+    from imgcomp import container
+    from imgcomp.systems.mentzer2018.stream import latent_tiles
+    from imgcomp.systems.mentzer2018.wavefront import WavefrontContextModel
+    from imgcomp.systems.mentzer2018.integer_context.measure import symbol_volume
     from imgcomp.zoo import get_model
 
     loaded = get_model()
     codec = loaded.model
     L = codec.num_symbols
-    header = len(bitstream.pack(bitstream.Header(768, 512, 1, bitstream.model_tag(loaded.weights_sha256)), b""))
+    header = len(container.pack(container.Header(768, 512, 1, container.model_tag(loaded.weights_sha256), 1, 1), {container.SECTION_SYSTEM: b""}))
     rows = []
     for image_name, pixels in images.items():
         for q in qualities:
@@ -98,7 +98,7 @@ def ablation(images: dict[str, np.ndarray], qualities: list[int], integer_params
                         model = WavefrontContextModel(codec.context_model, codec.symbol_inputs(), tuple(tile.shape))
                         bits += model.encode(tile, encoder)
                     else:
-                        from imgcomp.integer_context import IntegerWavefrontContextModel
+                        from imgcomp.systems.mentzer2018.integer_context import IntegerWavefrontContextModel
 
                         bits += IntegerWavefrontContextModel(params, tuple(tile.shape)).encode(tile.numpy(), encoder)
                 row[name], row[name + "_bits"] = len(encoder.finish()), bits
@@ -120,7 +120,7 @@ def summarise(rows: list[dict], names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from imgcomp.integer_context.measure import default_images
+    from imgcomp.systems.mentzer2018.integer_context.measure import default_images
     from imgcomp.io import load_image
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         images = dict(list(images.items())[: args.limit])
     params = None
     if args.integer:
-        from imgcomp.integer_context import load
+        from imgcomp.systems.mentzer2018.integer_context import load
 
         params = load(args.integer)
     rows = ablation(images, [int(q) for q in args.qualities.split(",")], params)

@@ -1,4 +1,4 @@
-"""Build the integer-exact P (:mod:`imgcomp.integer_context.model`) from a trained float
+"""Build the integer-exact P (:mod:`imgcomp.systems.mentzer2018.integer_context.model`) from a trained float
 :class:`~imgcomp.models.context_model.ContextModel3D` (post-training quantisation). Imports torch.
 
 Bit widths (all checked by :meth:`IntegerContextParams.check`):
@@ -12,7 +12,7 @@ Bit widths (all checked by :meth:`IntegerContextParams.check`):
   the largest value seen on calibration volumes, times ``headroom``;
 - logits: fixed point with 8 fractional bits (1/256 nat), clipped to +-2**22.
 
-The exactness bound (module doc of :mod:`imgcomp.integer_context.model`): per channel,
+The exactness bound (module doc of :mod:`imgcomp.systems.mentzer2018.integer_context.model`): per channel,
 ``max|x| * sum_i |W[i, c]| + |b| + r``. The later layers have 14 kept taps x 24 channels = 336
 products per output. With 12-bit weights and 16-bit activations it is below 2**36 (float64, far
 below 2**53); with 8-bit weights and 10-bit activations the trained model's column sums
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imgcomp.integer_context.model import (
+from imgcomp.systems.mentzer2018.integer_context.model import (
     FLOAT32_LIMIT, LOGIT_FRACTION_BITS, IntegerContextParams, IntegerLayer, accumulator_bound, exp_table,
 )
 

@@ -1,12 +1,12 @@
 """Decode under other BLAS kernels and thread counts, in fresh processes (measurement and tests).
 
-``python -m imgcomp.integer_context.crosscheck child MODE FOLDER`` decodes ``FOLDER/payload.bin``
+``python -m imgcomp.systems.mentzer2018.integer_context.crosscheck child MODE FOLDER`` decodes ``FOLDER/payload.bin``
 (made by the parent under its own BLAS setting) with the ``int`` (``FOLDER/params.safetensors``)
 or ``float`` (the default shipped model) path, re-encodes ``FOLDER/symbols.npy`` and prints one JSON
 line: symbols equal, payload equal, SHA-256 of the re-encoded payload, and the BLAS kernel that
 OpenBLAS reports. The ``int`` child imports no torch.
 
-``python -m imgcomp.integer_context.crosscheck measure [--float]`` runs the whole matrix on the
+``python -m imgcomp.systems.mentzer2018.integer_context.crosscheck measure [--float]`` runs the whole matrix on the
 demo image's latent (``OPENBLAS_CORETYPE`` in :data:`CORETYPES` x thread counts 1 and 2; encoder in
 each setting, decoder in each other one) and prints how many pairs decode.
 """
@@ -47,11 +47,11 @@ def _blas_kernel() -> str:
 
 def _coder(mode: str, shape):
     if mode == "int":
-        from imgcomp.integer_context.model import load
-        from imgcomp.integer_context.wavefront import IntegerWavefrontContextModel
+        from imgcomp.systems.mentzer2018.integer_context.model import load
+        from imgcomp.systems.mentzer2018.integer_context.wavefront import IntegerWavefrontContextModel
 
         return IntegerWavefrontContextModel(load(_folder / "params.safetensors"), shape)
-    from imgcomp.entropy.wavefront import WavefrontContextModel
+    from imgcomp.systems.mentzer2018.wavefront import WavefrontContextModel
     from imgcomp.zoo import get_model
 
     codec = get_model().model
@@ -125,11 +125,11 @@ def child(mode: str, folder: Path) -> dict:
 
 
 def run_child(mode: str, folder: Path, coretype: str | None, threads: int, timeout: float = 300) -> dict:
-    src = str(Path(__file__).resolve().parents[2])
+    src = str(Path(__file__).resolve().parents[4])  # the folder holding the imgcomp package
     env = blas_environment(coretype, threads)
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run(
-        [sys.executable, "-m", "imgcomp.integer_context.crosscheck", "child", mode, str(folder)],
+        [sys.executable, "-m", "imgcomp.systems.mentzer2018.integer_context.crosscheck", "child", mode, str(folder)],
         env=env, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         return {"symbols_equal": False, "payload_equal": False, "error": out.stderr[-500:]}
@@ -159,11 +159,11 @@ def measure(mode: str, root: Path, symbols) -> list[dict]:
 
 
 def run_child_encode(mode: str, folder: Path, coretype: str, threads: int) -> str:
-    src = str(Path(__file__).resolve().parents[2])
+    src = str(Path(__file__).resolve().parents[4])  # the folder holding the imgcomp package
     env = blas_environment(coretype, threads)
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run(
-        [sys.executable, "-m", "imgcomp.integer_context.crosscheck", "encode", mode, str(folder)],
+        [sys.executable, "-m", "imgcomp.systems.mentzer2018.integer_context.crosscheck", "encode", mode, str(folder)],
         env=env, capture_output=True, text=True, timeout=300, check=True)
     return out.stdout.strip().splitlines()[-1]
 
@@ -182,8 +182,8 @@ def main(argv: list[str]) -> None:
     elif command == "measure":
         import tempfile
 
-        from imgcomp.integer_context.measure import DEMO, build, symbol_volume
-        from imgcomp.integer_context.model import save
+        from imgcomp.systems.mentzer2018.integer_context.measure import DEMO, build, symbol_volume
+        from imgcomp.systems.mentzer2018.integer_context.model import save
         from imgcomp.io import load_image
         from imgcomp.zoo import get_model
 

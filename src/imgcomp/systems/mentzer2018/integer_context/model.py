@@ -40,8 +40,8 @@ integers; the choice is speed only.)
    (deterministic, IEEE, libm-free) quantisation to its 24-bit fixed point gives identical
    integer CDFs.
 
-This module and :mod:`imgcomp.integer_context.wavefront` import numpy only (no torch): a decoder
-needs neither torch nor float determinism. :mod:`imgcomp.integer_context.convert` builds the
+This module and :mod:`imgcomp.systems.mentzer2018.integer_context.wavefront` import numpy only (no torch): a decoder
+needs neither torch nor float determinism. :mod:`imgcomp.systems.mentzer2018.integer_context.convert` builds the
 parameters from a trained float :class:`~imgcomp.models.context_model.ContextModel3D`.
 """
 

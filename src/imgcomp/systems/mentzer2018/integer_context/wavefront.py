@@ -3,7 +3,7 @@
 The same schedule as the float coder (:mod:`imgcomp.entropy.wavefront`): symbol (c, h, w) is
 decoded at step ``t = 4c + 2h + w``; activations live in buffers in schedule order (row 0 is the
 zero padding), each step gathers the kept taps of its symbols and does one product per layer. The
-arithmetic is :mod:`imgcomp.integer_context.model`'s: integer values held in float32 or float64,
+arithmetic is :mod:`imgcomp.systems.mentzer2018.integer_context.model`'s: integer values held in float32 or float64,
 every result exact, so nothing depends on the BLAS kernel, its thread count or the batch shapes. That frees the
 encoder from mirroring the decoder's steps: it computes each layer for all positions in a few
 large chunks (in threads), which is faster, and gets the very same integers.
@@ -20,7 +20,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from imgcomp.integer_context.model import (
+from imgcomp.systems.mentzer2018.integer_context.model import (
     WAVEFRONT_WEIGHTS, FastLayer, IntegerContextParams, frequencies_float, ideal_bits,
 )
 
@@ -149,7 +149,7 @@ class IntegerWavefrontContextModel:
         np.take(source, taps.ravel(), axis=0, out=gathered, mode="clip")  # rows are valid; "clip" skips the check
         gathered = gathered.reshape(hi - lo, -1)
         if layer == 3:
-            y = gathered @ spec.weight  # exact: see imgcomp.integer_context.model
+            y = gathered @ spec.weight  # exact: see imgcomp.systems.mentzer2018.integer_context.model
         else:
             y = buffers[layer + 1][lo + 1 : hi + 1]
             np.matmul(gathered, spec.weight, out=y)
