@@ -132,9 +132,10 @@ def weights_available(net: str = "alex", directory: Path | None = None) -> bool:
 
 
 def extract_wheel(wheel: str | os.PathLike, directory: Path | None = None,
-                  pinned: PinnedWheel = STLPIPS_WHEEL) -> Path:
+                  pinned: PinnedWheel | None = None) -> Path:
     """Check a local copy of the pinned wheel by SHA-256 and unpack its weights (and licence)
     into the cache. Returns the folder. Raises :class:`ImgcompError` on any mismatch."""
+    pinned = pinned or STLPIPS_WHEEL
     wheel = Path(wheel)
     if not wheel.is_file():
         raise ImgcompError(f"{wheel}: no such file")
@@ -161,10 +162,11 @@ def extract_wheel(wheel: str | os.PathLike, directory: Path | None = None,
     return folder
 
 
-def download_wheel(destination: Path, pinned: PinnedWheel = STLPIPS_WHEEL) -> Path:
+def download_wheel(destination: Path, pinned: PinnedWheel | None = None) -> Path:
     """Download the pinned wheel with pip (``pip download --no-deps``, so the index, proxy and
     certificates the user set up for pip apply). Returns its path; its hash is checked by
     :func:`extract_wheel`."""
+    pinned = pinned or STLPIPS_WHEEL
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--quiet", "--dest", str(destination), pinned.requirement]
     try:
@@ -351,8 +353,12 @@ class LPIPS(nn.Module):
             if name not in ours or ours[name].shape != value.shape:
                 raise ImgcompError(f"LPIPS weight {key!r} does not fit the {self.net_name} "
                                    f"{self.variant} network")
+            if name.endswith(".filt"):  # the blur-pool filter is fixed: check, don't load
+                if not torch.allclose(value.to(ours[name].dtype), ours[name], atol=1e-7):
+                    raise ImgcompError(f"LPIPS blur filter {key!r} is not the [1 2 1] binomial")
+                continue
             converted[name] = value.to(ours[name].dtype)
-        backbone = {k for k in ours if k.startswith("slices.")}
+        backbone = {k for k in ours if k.startswith("slices.") and not k.endswith(".filt")}
         lins = {k for k in ours if k.startswith("lins.")}
         given = set(converted)
         for part, keys in (("backbone", backbone), ("lin layers", lins)):
