@@ -177,8 +177,17 @@ def test_network_is_frozen_but_differentiable_in_its_inputs() -> None:
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
     x = torch.rand(2, 3, 32, 32) * 255
     y = (x + 10 * torch.randn_like(x)).requires_grad_(True)
-    model(x, y).sum().backward()
+    loss = model(x, y)  # x without gradient: its features are computed without a graph
+    loss.sum().backward()
     assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+    # The same numbers as the one-batch path that a pair with gradient on both sides takes.
+    x2, y2 = x.clone().requires_grad_(True), y.detach().clone().requires_grad_(True)
+    both = model(x2, y2)
+    both.sum().backward()
+    torch.testing.assert_close(both, loss.detach(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(y2.grad, y.grad, rtol=1e-4, atol=1e-9)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, y), loss.detach(), rtol=1e-5, atol=1e-7)
 
 
 def test_blur_pool_is_the_binomial_filter() -> None:
@@ -187,6 +196,16 @@ def test_blur_pool_is_the_binomial_filter() -> None:
     torch.testing.assert_close(pool.filt[0, 0], torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16.0)
     flat = torch.full((1, 4, 9, 9), 3.0)
     torch.testing.assert_close(pool(flat), torch.full((1, 4, 6, 6), 3.0))  # (9 + 2 * 2 - 3) // 2 + 1
+
+
+@pytest.mark.parametrize("net,variant", list(L.MIN_SIDE))
+def test_smallest_image_side(net, variant) -> None:
+    model = L.LPIPS(net, variant)
+    least = L.MIN_SIDE[(net, variant)]
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, least, least + 3), torch.ones(1, 3, least, least + 3)).shape == (1,)
+        with pytest.raises(ImgcompError, match=f"at least {least}x{least}"):
+            model(torch.zeros(1, 3, least + 3, least - 1), torch.ones(1, 3, least + 3, least - 1))
 
 
 def test_loader_rejects_wrong_or_partial_weights() -> None:
@@ -345,8 +364,9 @@ def test_lpips_function_on_arrays(st_weights, pairs) -> None:
     assert L.lpips(a, a) == 0.0
     with pytest.raises(ImgcompError, match="differ in shape"):
         L.lpips(a, b[:32])
-    with pytest.raises(ImgcompError, match="at least 16x16"):
-        L.lpips(a[:8, :8], b[:8, :8])
+    with pytest.raises(ImgcompError, match="at least 21x21"):
+        L.lpips(a[:20, :40], b[:20, :40])
+    assert L.lpips(a[:21, :21], b[:21, :21]) > 0  # the smallest side that fits
 
 
 # -- imgcomp metric --------------------------------------------------------------------------

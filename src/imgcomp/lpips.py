@@ -57,6 +57,10 @@ EPS = 1e-10  # the authors' normalize_tensor epsilon
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
+# The smallest side each network takes (below it a pooling window or a reflection pad no longer
+# fits the feature map), found by trying every side from 8 up.
+MIN_SIDE = {("alex", "shift_tolerant"): 21, ("alex", "original"): 31,
+            ("vgg", "shift_tolerant"): 18, ("vgg", "original"): 16}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,10 +306,21 @@ class LPIPS(nn.Module):
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
             raise ImgcompError(f"LPIPS needs two NCHW RGB tensors of one shape, got "
                                f"{tuple(x.shape)} and {tuple(y.shape)}")
+        least = MIN_SIDE[(self.net_name, self.variant)]
+        if min(x.shape[-2:]) < least:
+            raise ImgcompError(f"LPIPS ({self.net_name}, {self.variant}) needs images of at least "
+                               f"{least}x{least} pixels, got {x.shape[-1]}x{x.shape[-2]}")
         n = x.shape[0]
-        both = torch.cat([x, y]) * (2.0 / data_range) - 1.0
-        feats = self.features(both)
-        return [lin((f[:n] - f[n:]) ** 2).mean(dim=(1, 2, 3)) for lin, f in zip(self.lins, feats)]
+        if x.requires_grad == y.requires_grad:  # one batch through the network
+            both = torch.cat([x, y]) * (2.0 / data_range) - 1.0
+            pairs = [(f[:n], f[n:]) for f in self.features(both)]
+        else:  # a training loss: no backward pass through the side without gradient
+            with torch.set_grad_enabled(x.requires_grad and torch.is_grad_enabled()):
+                fx = self.features(x * (2.0 / data_range) - 1.0)
+            with torch.set_grad_enabled(y.requires_grad and torch.is_grad_enabled()):
+                fy = self.features(y * (2.0 / data_range) - 1.0)
+            pairs = list(zip(fx, fy))
+        return [lin((a - b) ** 2).mean(dim=(1, 2, 3)) for lin, (a, b) in zip(self.lins, pairs)]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
         terms = self.layer_distances(x, y, data_range)
@@ -452,9 +467,6 @@ def lpips(a, b, net: str = "alex", variant: str = "shift_tolerant", **kwargs) ->
     _check_pair(x, y)
     if x.shape[1] != 3:
         raise ImgcompError(f"LPIPS needs RGB images, got {x.shape[1]} channels")
-    if min(x.shape[-2:]) < 16:
-        raise ImgcompError(f"LPIPS needs images of at least 16x16 pixels, got "
-                           f"{x.shape[-1]}x{x.shape[-2]}")
     model = lpips_network(net, variant, **kwargs)
     with torch.no_grad():
         return float(model(x, y).mean())
