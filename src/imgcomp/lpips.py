@@ -420,6 +420,7 @@ def lpips_network(net: str = "alex", variant: str = "shift_tolerant", *,
         raise ImgcompError(f"unknown LPIPS network {net!r} (choose from {', '.join(NETS)})")
     if variant not in VARIANTS:
         raise ImgcompError(f"unknown LPIPS variant {variant!r} (choose from {', '.join(VARIANTS)})")
+    directory = Path(directory) if directory is not None else cache_dir()
     key = (net, variant, str(backbone), str(directory), str(device))
     with _CACHE_LOCK:
         if key in _CACHE:
