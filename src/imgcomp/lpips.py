@@ -290,10 +290,13 @@ class LPIPS(nn.Module):
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS[net])
         self.requires_grad_(False)
         self.eval()
+        # Channels-last ("NHWC") weights and activations: the same numbers, 1.3-2.3x faster on
+        # CPU here (oneDNN convolutions; measured with scripts/lpips_bench.py).
+        self.to(memory_format=torch.channels_last)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The five unit-normalised feature maps of ``x`` (already scaled to [-1, 1])."""
-        h = (x - self.shift) / self.scale
+        h = ((x - self.shift) / self.scale).contiguous(memory_format=torch.channels_last)
         out = []
         for part in self.slices:
             h = part(h)
