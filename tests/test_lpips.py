@@ -190,6 +190,18 @@ def test_network_is_frozen_but_differentiable_in_its_inputs() -> None:
         torch.testing.assert_close(model(x, y), loss.detach(), rtol=1e-5, atol=1e-7)
 
 
+def test_distance_to_a_reference_is_the_forward_distance() -> None:
+    model = L.LPIPS("alex")
+    x = torch.rand(1, 3, 40, 36) * 255
+    ys = (x + 20 * torch.randn(3, 3, 40, 36)).clamp(0, 255)
+    with torch.no_grad():
+        ref = model.reference(x)
+        torch.testing.assert_close(model.distance_to_reference(ref, ys), model(x.expand(3, -1, -1, -1), ys),
+                                   rtol=1e-5, atol=1e-7)
+        with pytest.raises(ImgcompError, match="differ in size"):
+            model.distance_to_reference(ref, ys[..., :32])
+
+
 def test_blur_pool_is_the_binomial_filter() -> None:
     pool = L.BlurPool(4)
     assert pool.filt.shape == (4, 1, 3, 3)

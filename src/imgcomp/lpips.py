@@ -309,10 +309,7 @@ class LPIPS(nn.Module):
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
             raise ImgcompError(f"LPIPS needs two NCHW RGB tensors of one shape, got "
                                f"{tuple(x.shape)} and {tuple(y.shape)}")
-        least = MIN_SIDE[(self.net_name, self.variant)]
-        if min(x.shape[-2:]) < least:
-            raise ImgcompError(f"LPIPS ({self.net_name}, {self.variant}) needs images of at least "
-                               f"{least}x{least} pixels, got {x.shape[-1]}x{x.shape[-2]}")
+        self._check_size(x)
         n = x.shape[0]
         if x.requires_grad == y.requires_grad:  # one batch through the network
             both = torch.cat([x, y]) * (2.0 / data_range) - 1.0
@@ -324,6 +321,33 @@ class LPIPS(nn.Module):
                 fy = self.features(y * (2.0 / data_range) - 1.0)
             pairs = list(zip(fx, fy))
         return [lin((a - b) ** 2).mean(dim=(1, 2, 3)) for lin, (a, b) in zip(self.lins, pairs)]
+
+    def reference(self, x: torch.Tensor, data_range: float = 255.0) -> list[torch.Tensor]:
+        """``x``'s normalised features, for scoring many images against one reference with
+        :meth:`distance_to_reference` (half the work of :meth:`forward` per candidate)."""
+        self._check_size(x)
+        return self.features(x * (2.0 / data_range) - 1.0)
+
+    def distance_to_reference(self, reference: list[torch.Tensor], y: torch.Tensor,
+                              data_range: float = 255.0) -> torch.Tensor:
+        """Distance of each of ``y`` (N, 3, H, W) to the reference of :meth:`reference` (batch 1,
+        broadcast, or N), shape ``(N,)``."""
+        self._check_size(y)
+        fy = self.features(y * (2.0 / data_range) - 1.0)
+        if len(reference) != len(fy) or reference[0].shape[1:] != fy[0].shape[1:]:
+            raise ImgcompError("LPIPS reference and image differ in size")
+        total = 0
+        for lin, a, b in zip(self.lins, reference, fy):
+            total = total + lin((a - b) ** 2).mean(dim=(1, 2, 3))
+        return total
+
+    def _check_size(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ImgcompError(f"LPIPS needs NCHW RGB tensors, got shape {tuple(x.shape)}")
+        least = MIN_SIDE[(self.net_name, self.variant)]
+        if min(x.shape[-2:]) < least:
+            raise ImgcompError(f"LPIPS ({self.net_name}, {self.variant}) needs images of at least "
+                               f"{least}x{least} pixels, got {x.shape[-1]}x{x.shape[-2]}")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
         terms = self.layer_distances(x, y, data_range)
