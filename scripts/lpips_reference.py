@@ -4,7 +4,7 @@ Runs in a scratch environment, never in the project's: torch + torchvision, and 
 wheels installed without their dependencies::
 
     python3 -m venv /tmp/lpips-tv
-    /tmp/lpips-tv/bin/pip install torch==2.14.1 torchvision==0.29.1 numpy
+    /tmp/lpips-tv/bin/pip install torch==2.14.1 torchvision==0.29.1 numpy scipy tqdm
     /tmp/lpips-tv/bin/pip install --no-deps stlpips-pytorch==0.0.2 lpips==0.1.4
     /tmp/lpips-tv/bin/python scripts/lpips_reference.py
 
