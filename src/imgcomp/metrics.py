@@ -254,3 +254,7 @@ def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
     if height <= 0 or width <= 0:
         raise ImgcompError(f"invalid image size {width}x{height}")
     return 8.0 * num_bytes / (height * width)
+
+
+# LPIPS / ST-LPIPS (learned perceptual distance) lives in its own module; see imgcomp.lpips.
+from imgcomp.lpips import LPIPS, lpips, lpips_network  # noqa: E402,F401
