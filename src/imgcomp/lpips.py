@@ -489,7 +489,7 @@ def lpips_network(net: str = "alex", variant: str = "shift_tolerant", *,
 def lpips(a, b, net: str = "alex", variant: str = "shift_tolerant", **kwargs) -> float:
     """LPIPS distance of two RGB images (arrays ``(H, W, 3)`` or NCHW tensors, 0-255 scale),
     like :func:`imgcomp.metrics.psnr`. Keyword arguments go to :func:`lpips_network`."""
-    from imgcomp.metrics import _as_tensor, _check_pair
+    from imgcomp.tensors import as_image_tensor as _as_tensor, check_image_pair as _check_pair
 
     x, y = _as_tensor(a), _as_tensor(b)
     _check_pair(x, y)

@@ -25,6 +25,7 @@ from pytorch_msssim import ms_ssim as _ms_ssim_5
 from pytorch_msssim.ssim import _fspecial_gauss_1d
 
 from imgcomp.errors import ImgcompError
+from imgcomp.tensors import as_image_tensor, check_image_pair
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 WINDOW_SIZE = 11
@@ -32,26 +33,8 @@ YCBCR_WEIGHTS = (6 / 8, 1 / 8, 1 / 8)
 MIN_SIDE_5_SCALES = (WINDOW_SIZE - 1) * 2**4 + 1
 
 
-def _as_tensor(image) -> torch.Tensor:
-    """uint8/float arrays (H, W, C) or tensors (N, C, H, W) in [0, 255] -> float tensor NCHW."""
-    if isinstance(image, torch.Tensor):
-        tensor = image.float()
-        if tensor.ndim == 3:
-            tensor = tensor.unsqueeze(0)
-        return tensor
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3:
-        raise ImgcompError(f"expected an (H, W, C) image, got shape {array.shape}")
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
-
-
-def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
-    if a.shape != b.shape:
-        raise ImgcompError(f"images differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
-    if a.numel() == 0:
-        raise ImgcompError("empty image")
+_as_tensor = as_image_tensor
+_check_pair = check_image_pair
 
 
 def mse(a, b) -> float:
