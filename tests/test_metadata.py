@@ -132,3 +132,15 @@ def test_section_format() -> None:
     with pytest.raises(ImgcompError, match="metadata"):
         container.unpack_metadata(b"\x01\x05ICC")
     assert container.pack_metadata({}) == b""
+
+
+def test_target_size_counts_the_metadata() -> None:
+    from imgcomp.target import encode_to_target
+
+    jpeg = photo_jpeg()
+    plain = encode_to_target(jpeg, max_bytes=10**6)
+    budget = len(plain.result.data) + 100  # the largest plain file fits; with its metadata it would not
+    kept = encode_to_target(jpeg, max_bytes=budget, keep_metadata=True)
+    assert len(kept.result.data) <= budget and kept.result.metadata_bytes > 100
+    assert set(read_metadata_section(kept.result.data)) == {"icc_profile", "exif"}
+    assert kept.result.header_bytes == container.header_bytes(kept.result.data)
