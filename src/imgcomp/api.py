@@ -20,7 +20,7 @@ import numpy as np
 from imgcomp import container
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
 from imgcomp.errors import ImgcompError
-from imgcomp.io import ImageSource, load_image
+from imgcomp.io import ImageSource, load_image, read_metadata
 from imgcomp.models.export import LoadedModel
 from imgcomp.postfilter.lowpass import (
     AUTO, DEFAULT_LOWPASS, LowpassSettings, apply_offsets, choose_lowpass, decode_offsets, encode_offsets, fit_offsets,
@@ -44,10 +44,11 @@ class EncodeResult:
     seconds: float
     reconstruction: np.ndarray | None = field(default=None, repr=False)
     lowpass: LowpassSettings | None = None  # the low-pass settings coded (None: no section)
+    metadata_bytes: int = 0  # the metadata section (keep_metadata), not counted in payload_bytes
 
     @property
     def header_bytes(self) -> int:
-        return len(self.data) - self.payload_bytes
+        return len(self.data) - self.payload_bytes - self.metadata_bytes
 
     @property
     def bpp(self) -> float:
@@ -65,7 +66,7 @@ def _check_quality(loaded: LoadedModel, quality: int | None) -> int:
 
 def encode_image(
     image: ImageSource, quality: int | None = None, model: ModelArg = None, keep_reconstruction: bool = False,
-    lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0,
+    lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0, keep_metadata: bool = False,
 ) -> EncodeResult:
     """Compress an image; the full-detail API behind :func:`compress`.
 
@@ -74,7 +75,8 @@ def encode_image(
     (:func:`~imgcomp.postfilter.lowpass.choose_lowpass`), ``None`` leaves it out (the file then
     holds only what the system codes). ``refine_steps`` > 0 lets the system optimise its latent for
     this image first (Mentzer et al.: :mod:`imgcomp.systems.mentzer2018.refine`): smaller, better
-    files for a slower encode."""
+    files for a slower encode. ``keep_metadata`` carries the input's EXIF (less its orientation)
+    and sRGB ICC profile in a metadata section (:func:`imgcomp.io.read_metadata`)."""
     started = time.perf_counter()
     if refine_steps < 0:
         raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
@@ -83,6 +85,7 @@ def encode_image(
     loaded = get_model(model)
     quality = _check_quality(loaded, quality)
     pixels = load_image(image)
+    metadata = read_metadata(image) if keep_metadata else {}
     height, width = pixels.shape[:2]
     if height * width > container.MAX_PIXELS or max(height, width) > container.MAX_SIDE:
         raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
@@ -101,6 +104,9 @@ def encode_image(
         section = SymbolEncoder()
         bits += encode_offsets(section, offsets, lowpass)
         sections[container.SECTION_LOWPASS] = section.finish()
+    payload_bytes = sum(len(section) for section in sections.values())
+    if metadata:
+        sections[container.SECTION_METADATA] = container.pack_metadata(metadata)
     reconstruction = None
     if keep_reconstruction:
         reconstruction = decoded if offsets is None else apply_offsets(decoded, offsets, lowpass)
@@ -109,9 +115,9 @@ def encode_image(
         system_id(system.name), system.stream_version,
     )
     data = container.pack(header, sections)
-    payload_bytes = sum(len(section) for section in sections.values())
     return EncodeResult(
-        data, width, height, quality, bits, payload_bytes, time.perf_counter() - started, reconstruction, lowpass
+        data, width, height, quality, bits, payload_bytes, time.perf_counter() - started, reconstruction, lowpass,
+        len(sections.get(container.SECTION_METADATA, b"")),
     )
 
 
@@ -161,21 +167,41 @@ def decode_image(data: bytes, model: ModelArg = None) -> np.ndarray:
     return decoded.pixels if settings is None else apply_offsets(decoded.pixels, offsets, settings)
 
 
-def compress(image: ImageSource, quality: int | None = None, model: ModelArg = None, refine_steps: int = 0) -> bytes:
+def read_metadata_section(data: bytes) -> dict[str, bytes]:
+    """The ICC profile and EXIF a file carries (``{}`` if it was made without ``keep_metadata``);
+    EXIF as a TIFF structure. Validates the container; decodes no pixels."""
+    _, sections = container.unpack(data)
+    return container.unpack_metadata(sections.get(container.SECTION_METADATA, b""))
+
+
+def compress(
+    image: ImageSource, quality: int | None = None, model: ModelArg = None, refine_steps: int = 0,
+    keep_metadata: bool = False,
+) -> bytes:
     """Compress an image (path, bytes, PIL image or (H, W, 3) uint8 array) to ``.icz`` bytes.
 
     ``quality`` picks the quality level (1 = smallest file); the default is the highest.
     ``model`` is a shipped model's name (``"mentzer2018/cpu-colour-lp"``, the default), a model
     folder or a loaded model. ``refine_steps`` > 0 trades encode time for smaller, better files.
+    ``keep_metadata`` keeps the EXIF (less its orientation) and an sRGB ICC profile in the file;
+    :func:`decompress` returns them in the image's ``info``.
     """
-    return encode_image(image, quality, model, refine_steps=refine_steps).data
+    return encode_image(image, quality, model, refine_steps=refine_steps, keep_metadata=keep_metadata).data
 
 
 def decompress(data: bytes, model: ModelArg = None, as_array: bool = False):
-    """Decompress ``.icz`` bytes to a PIL image (or an (H, W, 3) uint8 array)."""
+    """Decompress ``.icz`` bytes to a PIL image (or an (H, W, 3) uint8 array). A file made with
+    ``keep_metadata`` gives the image ``info["icc_profile"]`` and ``info["exif"]`` (as Pillow's
+    readers do, so ``image.save(..., exif=image.info["exif"])`` works)."""
     pixels = decode_image(data, model)
     if as_array:
         return pixels
     from PIL import Image
 
-    return Image.fromarray(pixels, "RGB")
+    image = Image.fromarray(pixels, "RGB")
+    metadata = read_metadata_section(data)
+    if "icc_profile" in metadata:
+        image.info["icc_profile"] = metadata["icc_profile"]
+    if "exif" in metadata:
+        image.info["exif"] = b"Exif\x00\x00" + metadata["exif"]
+    return image

@@ -17,7 +17,8 @@ Format version 4 (all integers unsigned; varints are LEB128, at most 4 bytes)::
 
 Section kinds: ``SECTION_SYSTEM`` (0, required, first) is the system's payload;
 ``SECTION_LOWPASS`` (1, optional) is the low-pass correction layer
-(:mod:`imgcomp.postfilter.lowpass`). A file's arithmetic is named by its system id and stream
+(:mod:`imgcomp.postfilter.lowpass`); ``SECTION_METADATA`` (2, optional) carries the input's ICC
+profile and EXIF (:func:`pack_metadata`; never read to decode pixels). A file's arithmetic is named by its system id and stream
 version, so one system's change never bumps the container's version.
 
 Versions 2 and 3 (imgcomp 0.2-0.5, all Mentzer et al. 2018 with stream version 1) still read:
@@ -48,7 +49,12 @@ MAX_PIXELS = 1 << 28  # 268 megapixels: larger claims are rejected before any wo
 MAX_VARINT_BYTES = 4
 SECTION_SYSTEM = 0
 SECTION_LOWPASS = 1
-SECTION_NAMES = {SECTION_SYSTEM: "system payload", SECTION_LOWPASS: "low-pass layer"}
+SECTION_METADATA = 2
+SECTION_NAMES = {SECTION_SYSTEM: "system payload", SECTION_LOWPASS: "low-pass layer", SECTION_METADATA: "metadata"}
+# Entries of the metadata section: tag (1 byte), length (varint), bytes. Unknown tags are skipped.
+METADATA_ICC = 1  # an ICC profile, as embedded in PNG/JPEG/WebP/TIFF
+METADATA_EXIF = 2  # EXIF as a TIFF structure ("II*\0" or "MM\0*" ...), without JPEG's b"Exif\0\0"
+METADATA_NAMES = {METADATA_ICC: "icc_profile", METADATA_EXIF: "exif"}
 MAX_SECTIONS = 8
 
 
@@ -231,3 +237,35 @@ def header_bytes(data: bytes) -> int:
     """Bytes of a file that are not section contents (the container's overhead)."""
     _, sections = unpack(data)
     return len(data) - sum(len(section) for section in sections.values())
+
+
+def pack_metadata(metadata: dict[str, bytes]) -> bytes:
+    """The metadata section's bytes from ``{"icc_profile": ..., "exif": ...}`` (either may be absent;
+    EXIF with or without its b"Exif\\0\\0" prefix)."""
+    out = bytearray()
+    for tag, name in METADATA_NAMES.items():
+        value = metadata.get(name)
+        if not value:
+            continue
+        value = bytes(value)
+        if tag == METADATA_EXIF and value.startswith(b"Exif\x00\x00"):
+            value = value[6:]
+        if len(value) >= 1 << (7 * MAX_VARINT_BYTES):
+            raise ImgcompError(f"{name} too large for the container")
+        out += bytes([tag]) + _varint(len(value)) + value
+    return bytes(out)
+
+
+def unpack_metadata(section: bytes) -> dict[str, bytes]:
+    """Inverse of :func:`pack_metadata` (EXIF returned as a TIFF structure, without a prefix)."""
+    metadata: dict[str, bytes] = {}
+    offset = 0
+    while offset < len(section):
+        tag = section[offset]
+        length, offset = _read_varint(section, offset + 1, "metadata entry length")
+        if offset + length > len(section):
+            raise ImgcompError("corrupt file: metadata entry runs past its section")
+        if tag in METADATA_NAMES:
+            metadata[METADATA_NAMES[tag]] = section[offset : offset + length]
+        offset += length
+    return metadata

@@ -13,8 +13,11 @@ Policy (what a user can rely on):
   shows them, so a decoded image has the displayed width, height and orientation.
 * Colour: the codecs work in sRGB. An RGB image with an embedded ICC profile other than sRGB is
   **converted to sRGB** (LittleCMS via Pillow's ImageCms, perceptual intent) with a warning; an
-  unreadable profile is ignored with a warning. Other metadata (EXIF, XMP, the profile itself) is
-  not kept.
+  unreadable profile is ignored with a warning.
+* Metadata is not kept unless asked for (:func:`read_metadata`, ``encode --keep-metadata``): then
+  EXIF is kept without its orientation tag (already applied to the pixels), and the ICC profile
+  only when it is an sRGB profile: a profile the pixels were converted from no longer describes
+  them (the coded pixels are sRGB, which an image without a profile means anyway). XMP is not kept.
 
 Arrays are ``numpy.uint8`` of shape ``(H, W, 3)``.
 """
@@ -72,6 +75,20 @@ def _from_pil(image: Image.Image, name: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def icc_description(icc_profile: bytes) -> str | None:
+    """The description of an ICC profile ("sRGB IEC61966-2.1", "Display P3"), None if unreadable."""
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))).strip()
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return None
+
+
+def _is_srgb(description: str) -> bool:
+    return "srgb" in description.lower().replace(" ", "")
+
+
 def _to_srgb(array: np.ndarray, icc_profile: bytes, name: str) -> np.ndarray:
     """RGB pixels in the colour space of ``icc_profile`` -> sRGB (unchanged if it is sRGB)."""
     from PIL import ImageCms
@@ -79,7 +96,7 @@ def _to_srgb(array: np.ndarray, icc_profile: bytes, name: str) -> np.ndarray:
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
         description = ImageCms.getProfileDescription(profile).strip()
-        if "srgb" in description.lower().replace(" ", ""):
+        if _is_srgb(description):
             return array
         converted = ImageCms.profileToProfile(
             Image.fromarray(array, "RGB"), profile, ImageCms.createProfile("sRGB"), outputMode="RGB"
@@ -127,6 +144,42 @@ def load_image(source: ImageSource) -> np.ndarray:
         raise ImgcompError(f"{name}: not an image file imgcomp can read") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImgcompError(f"{name}: corrupt or truncated image ({exc})") from None
+
+
+def read_metadata(source: ImageSource) -> dict[str, bytes]:
+    """What ``encode --keep-metadata`` carries: ``{"icc_profile": ..., "exif": ...}``, each only if
+    present. EXIF loses its orientation tag (:func:`load_image` applies it to the pixels); the ICC
+    profile is kept only if it is sRGB (any other is converted away by :func:`load_image`).
+    Reads only the file's header and metadata, not its pixels. Arrays carry none."""
+    if isinstance(source, np.ndarray):
+        return {}
+    if isinstance(source, Image.Image):
+        return _metadata_of(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, stream = "image bytes", io.BytesIO(bytes(source))
+    else:
+        name, stream = str(source), Path(source)
+    _register_optional_plugins()
+    try:
+        with Image.open(stream) as image:
+            return _metadata_of(image)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImgcompError(f"{name}: cannot read its metadata ({exc})") from None
+
+
+def _metadata_of(image: Image.Image) -> dict[str, bytes]:
+    metadata: dict[str, bytes] = {}
+    icc_profile = image.info.get("icc_profile")
+    if icc_profile and image.mode != "L":
+        description = icc_description(icc_profile)
+        if description is not None and _is_srgb(description):
+            metadata["icc_profile"] = bytes(icc_profile)
+    exif = image.getexif()
+    if EXIF_ORIENTATION in exif:
+        del exif[EXIF_ORIENTATION]
+    if len(exif):
+        metadata["exif"] = exif.tobytes()
+    return metadata
 
 
 def as_rgb_array(array: np.ndarray) -> np.ndarray:
@@ -196,10 +249,25 @@ def image_suffix(fmt: str) -> str:
     return min((ext for ext, name in Image.registered_extensions().items() if name == fmt), key=len)
 
 
-def image_bytes(array: np.ndarray, fmt: str) -> bytes:
-    """An RGB array encoded in memory in Pillow's format ``fmt`` (see :func:`image_format`)."""
+METADATA_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")  # formats that hold an ICC profile and EXIF
+
+
+def image_bytes(array: np.ndarray, fmt: str, metadata: dict[str, bytes] | None = None) -> bytes:
+    """An RGB array encoded in memory in Pillow's format ``fmt`` (see :func:`image_format`), with
+    ``metadata`` (``icc_profile``, ``exif``: see :func:`read_metadata`) where the format holds it;
+    other formats drop it with a warning."""
+    params = {}
+    if metadata:
+        if fmt in METADATA_FORMATS:
+            if metadata.get("icc_profile"):
+                params["icc_profile"] = bytes(metadata["icc_profile"])
+            if metadata.get("exif"):
+                exif = bytes(metadata["exif"])
+                params["exif"] = exif if exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + exif
+        else:
+            warnings.warn(f"imgcomp writes no ICC profile or EXIF into {fmt}; the file's metadata is dropped", stacklevel=2)
     buffer = io.BytesIO()
-    Image.fromarray(as_rgb_array(array), "RGB").save(buffer, format=fmt)
+    Image.fromarray(as_rgb_array(array), "RGB").save(buffer, format=fmt, **params)
     return buffer.getvalue()
 
 

@@ -1,7 +1,7 @@
 """Pillow support for ``.icz`` files: ``PIL.Image.open("x.icz")`` and ``image.save("x.icz")``.
 
-Registered when :mod:`imgcomp` is imported. Opening reads only the header; pixels are decoded on
-first access. Saving accepts ``quality=`` (importance level) and ``model=`` (name or folder).
+Registered when :mod:`imgcomp` is imported. Opening reads only the header (and the ICC profile
+and EXIF of a file made with ``keep_metadata``, into ``info``); pixels are decoded on first access. Saving accepts ``quality=`` (importance level) and ``model=`` (name or folder).
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ class IczImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         self._data = self.fp.read()
-        header, _ = container.unpack(self._data)  # validates before anything is decoded
+        header, sections = container.unpack(self._data)  # validates before anything is decoded
+        metadata = container.unpack_metadata(sections.get(container.SECTION_METADATA, b""))
+        if "icc_profile" in metadata:
+            self.info["icc_profile"] = metadata["icc_profile"]
+        if "exif" in metadata:
+            self.info["exif"] = b"Exif\x00\x00" + metadata["exif"]
         self._size = (header.width, header.height)
         self._mode = "RGB"
         self.info["quality"] = header.quality

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from imgcomp.api import EncodeResult, encode_image
 from imgcomp.errors import ImgcompError
-from imgcomp.io import ImageSource, load_image
+from imgcomp import container
+from imgcomp.io import ImageSource, load_image, read_metadata
 from imgcomp.postfilter.lowpass import AUTO, BLOCK_SIZES, SEARCH_STEPS, LowpassSettings
 from imgcomp.models.export import LoadedModel
 from imgcomp.zoo import get_model
@@ -47,6 +48,15 @@ class TargetResult:
         return self.result.lowpass
 
 
+def _with_metadata(result: EncodeResult, metadata: dict[str, bytes]) -> EncodeResult:
+    """``result`` with a metadata section added (what ``encode_image(..., keep_metadata=True)`` writes)."""
+    header, sections = container.unpack(result.data)
+    sections[container.SECTION_METADATA] = container.pack_metadata(metadata)
+    return replace(
+        result, data=container.pack(header, sections), metadata_bytes=len(sections[container.SECTION_METADATA])
+    )
+
+
 def budget_bytes(height: int, width: int, max_bytes: int | None = None, max_bpp: float | None = None) -> int:
     """The byte budget from exactly one of a size in bytes or in bits per pixel."""
     if (max_bytes is None) == (max_bpp is None):
@@ -62,20 +72,23 @@ def budget_bytes(height: int, width: int, max_bytes: int | None = None, max_bpp:
 
 def encode_to_target(
     image: ImageSource, *, max_bytes: int | None = None, max_bpp: float | None = None,
-    model: str | os.PathLike | LoadedModel | None = None,
+    model: str | os.PathLike | LoadedModel | None = None, keep_metadata: bool = False,
 ) -> TargetResult:
     """Encode ``image`` as the largest file of the candidate settings (module docstring) that is
     not above ``max_bytes`` (or ``max_bpp`` bits per pixel, file bytes counted). A budget below
     the smallest candidate raises :class:`~imgcomp.errors.ImgcompError` naming the smallest and
-    largest sizes this image can have."""
+    largest sizes this image can have. With ``keep_metadata`` the metadata section counts too."""
     loaded = get_model(model)
     pixels = load_image(image)
+    metadata = read_metadata(image) if keep_metadata else {}
     height, width = pixels.shape[:2]
     budget = budget_bytes(height, width, max_bytes, max_bpp)
     results: list[EncodeResult] = []
 
     def encode(quality: int, lowpass) -> EncodeResult:
         results.append(encode_image(pixels, quality, loaded, lowpass=lowpass))
+        if metadata:  # the same encode; only the (fixed-size) metadata section is added
+            results[-1] = _with_metadata(results[-1], metadata)
         return results[-1]
 
     qualities = range(1, loaded.system.qualities(loaded) + 1)

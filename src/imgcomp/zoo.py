@@ -2,7 +2,8 @@
 
 A shipped model is named ``<system>/<model>`` (``mentzer2018/cpu-colour-lp``); the names of
 imgcomp 0.2-0.5 (``mentzer2018-cpu-colour-lp``) are accepted as aliases. Anywhere a model is
-asked for, a folder holding an exported model works too.
+asked for, a folder holding an exported model works too. Names and tags are found without
+importing torch (``imgcomp info``); loading a model imports it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgcomp.errors import ImgcompError
 from imgcomp.io import file_sha256
-from imgcomp.models.export import CONFIG_FILE, WEIGHTS_FILE, LoadedModel, load_model
 
+if TYPE_CHECKING:
+    from imgcomp.models.export import LoadedModel
+
+WEIGHTS_FILE = "model.safetensors"  # as imgcomp.models.export names them (which imports torch)
+CONFIG_FILE = "config.json"
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "mentzer2018/cpu-colour-lp"
 
@@ -49,6 +55,8 @@ def _weights_sha256(path: str, mtime_ns: int) -> str:
 
 @lru_cache(maxsize=8)
 def _load_cached(folder: str, mtime_ns: int) -> LoadedModel:
+    from imgcomp.models.export import load_model
+
     return load_model(folder)
 
 
@@ -72,6 +80,8 @@ def model_name(loaded: LoadedModel) -> str:
 
 def get_model(model: str | os.PathLike | LoadedModel | None = None) -> LoadedModel:
     """A model by shipped name, folder path, an already loaded model, or the default."""
+    from imgcomp.models.export import LoadedModel
+
     if isinstance(model, LoadedModel):
         return model
     folder = model_folder(DEFAULT_MODEL if model is None else model)
@@ -81,16 +91,25 @@ def get_model(model: str | os.PathLike | LoadedModel | None = None) -> LoadedMod
     return _load_cached(str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else 0)
 
 
-def find_model_by_tag(tag: bytes, system_id: int | None = None) -> LoadedModel:
-    """The shipped model whose weights' SHA-256 starts with ``tag`` (of system ``system_id``)."""
-    from imgcomp.systems import SYSTEM_IDS
+def shipped_name_by_tag(tag: bytes, system_id: int | None = None) -> str | None:
+    """The ``system/model`` name of the shipped model whose weights' SHA-256 starts with ``tag``
+    (of system ``system_id``), None if none is installed; loads nothing."""
+    from imgcomp.systems.base import SYSTEM_IDS
 
     for name, folder in shipped_models().items():
         if system_id is not None and SYSTEM_IDS.get(name.split("/")[0]) != system_id:
             continue
         weights = folder / WEIGHTS_FILE
         if bytes.fromhex(_weights_sha256(str(weights), weights.stat().st_mtime_ns)).startswith(tag):
-            return get_model(folder)
+            return name
+    return None
+
+
+def find_model_by_tag(tag: bytes, system_id: int | None = None) -> LoadedModel:
+    """The shipped model whose weights' SHA-256 starts with ``tag`` (of system ``system_id``)."""
+    name = shipped_name_by_tag(tag, system_id)
+    if name is not None:
+        return get_model(name)
     raise ImgcompError(
         f"file was made with a model that is not installed (tag {tag.hex()}); pass it with --model"
     )

@@ -19,7 +19,7 @@ from imgcomp.errors import ImgcompError
 app = typer.Typer(
     name="imgcomp",
     help=(
-        "Learned lossy image compression. Compress images with a trained model (encode/decode), "
+        "Learned lossy image compression. Compress images with a trained model (encode/decode/info), "
         "prepare data and train your own model (data, train), and measure codecs against JPEG, "
         "WebP, HEIC, AVIF and JPEG XL (eval, report, compare)."
     ),

@@ -1,7 +1,8 @@
-"""``imgcomp encode`` and ``imgcomp decode``: real files with a trained model.
+"""``imgcomp encode``, ``imgcomp decode`` and ``imgcomp info``: real files with a trained model.
 
 ``-`` names standard input or output (one file per run, as cwebp and djpeg do); several files
 can be coded in parallel processes (``--jobs``), which write the same bytes as a serial run.
+``info`` reads headers only (no torch, no decoding).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from imgcomp.errors import ImgcompError
 
@@ -26,6 +28,7 @@ STDIO = "-"
 def register(app: typer.Typer) -> None:
     app.command(name="encode")(encode_command)
     app.command(name="decode")(decode_command)
+    app.command(name="info")(info_command)
 
 
 def _is_stdio(path: Path | None) -> bool:
@@ -154,7 +157,7 @@ def _lowpass_choice(block: int | None, step: int | None):
 
 def _encode_one(
     source: Path, target: Path, model: str | None, quality: int | None, lowpass, refine: int,
-    target_bytes: int | None, target_bpp: float | None, force: bool,
+    target_bytes: int | None, target_bpp: float | None, force: bool, keep_metadata: bool = False,
 ) -> dict:
     from imgcomp.api import encode_image
 
@@ -164,12 +167,14 @@ def _encode_one(
     if target_bytes is not None or target_bpp is not None:
         from imgcomp.target import encode_to_target
 
-        chosen = encode_to_target(data, max_bytes=target_bytes, max_bpp=target_bpp, model=loaded)
+        chosen = encode_to_target(
+            data, max_bytes=target_bytes, max_bpp=target_bpp, model=loaded, keep_metadata=keep_metadata
+        )
         result = chosen.result
         record["target_bytes"] = chosen.max_bytes
         record["encodes"] = chosen.encodes
     else:
-        result = encode_image(data, quality, loaded, lowpass=lowpass, refine_steps=refine)
+        result = encode_image(data, quality, loaded, lowpass=lowpass, refine_steps=refine, keep_metadata=keep_metadata)
     _write_output(target, result.data, force)
     pixels = result.width * result.height
     settings = result.lowpass
@@ -177,7 +182,8 @@ def _encode_one(
         "width": result.width, "height": result.height, "quality": result.quality,
         "lowpass": "none" if settings is None else f"{settings.block}/{settings.step}",
         "bytes": len(result.data), "header_bytes": result.header_bytes, "bpp": result.bpp,
-        "payload_bpp": 8 * result.payload_bytes / pixels, "estimated_bits": result.estimated_bits,
+        "payload_bpp": 8 * result.payload_bytes / pixels, "metadata_bytes": result.metadata_bytes,
+        "estimated_bits": result.estimated_bits,
         "estimated_bpp": result.estimated_bits / pixels, "encode_seconds": result.seconds,
     })
     return record
@@ -194,6 +200,7 @@ def encode_command(
     lowpass_step: Optional[int] = typer.Option(None, "--lowpass-step", help="Quantization step (1-16 levels) of the low-pass correction layer (default 4 when --lowpass-block is given)."),
     refine: int = typer.Option(0, "--refine", min=0, max=1000, help="Optimise each image's latent for the decoder in N gradient steps before coding (smaller, better files; each step costs about as much as decoding). 0: the encoder's latent, as published."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Encode this many files at once, in separate processes (same bytes as one at a time)."),
+    keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep the input's EXIF (less its orientation, applied to the pixels) and its ICC profile if sRGB (others are converted to sRGB on input, so they no longer apply); decode restores them. Default: strip, as cwebp does."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file (on stderr when the file goes to standard output)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
@@ -208,14 +215,14 @@ def encode_command(
     _check_files(inputs, outputs, force)
     _model(model)  # a bad model name fails before any work
     jobs_args = [
-        (source, target, model, quality, lowpass, refine, target_size, target_bpp, force)
+        (source, target, model, quality, lowpass, refine, target_size, target_bpp, force, keep_metadata)
         for source, target in zip(inputs, outputs)
     ]
     _run_all(_encode_one, jobs_args, jobs, json_output, _is_stdio(outputs[0]))
 
 
 def _decode_one(source: Path, target: Path, model: str | None, fmt: str | None, force: bool) -> dict:
-    from imgcomp.api import decode_image
+    from imgcomp.api import decode_image, read_metadata_section
     from imgcomp.io import image_bytes, image_format
 
     data = _read_input(source)
@@ -224,11 +231,13 @@ def _decode_one(source: Path, target: Path, model: str | None, fmt: str | None, 
     seconds = time.perf_counter() - started
     if fmt is None:
         fmt = image_format(target.suffix or "png") if not _is_stdio(target) else "PNG"
-    _write_output(target, image_bytes(pixels, fmt), force)
+    metadata = read_metadata_section(data)
+    _write_output(target, image_bytes(pixels, fmt, metadata), force)
     height, width = pixels.shape[:2]
     return {
         "input": str(source), "output": str(target), "width": width, "height": height,
         "bytes": len(data), "bpp": 8 * len(data) / (width * height), "decode_seconds": seconds,
+        "metadata": "+".join(sorted(metadata)) or "none",
     }
 
 
@@ -255,3 +264,31 @@ def decode_command(
     _check_files(inputs, outputs, force)
     jobs_args = [(source, target, model, fmt, force) for source, target in zip(inputs, outputs)]
     _run_all(_decode_one, jobs_args, jobs, json_output, _is_stdio(outputs[0]))
+
+
+def info_command(
+    inputs: List[Path] = typer.Argument(..., help=".icz files to describe; - reads standard input."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
+) -> None:
+    """Describe .icz files without decoding them: container and stream version, system, model,
+    quality, size, sections and their bytes, bpp, CRC. A malformed file gives decode's one-line
+    error (exit 2); with several files the others are still described."""
+    from imgcomp.fileinfo import describe, format_text
+
+    if any(_is_stdio(path) for path in inputs) and len(inputs) > 1:
+        raise ImgcompError("-: standard input can only be the single input")
+    if len(inputs) == 1:
+        info = describe(_read_input(inputs[0]))
+        typer.echo(json.dumps({"file": str(inputs[0]), **info}) if json_output else format_text(str(inputs[0]), info))
+        return
+    failed = 0
+    for source in inputs:
+        try:
+            info = describe(_read_input(source))
+        except ImgcompError as exc:
+            failed += 1
+            console.print(f"[bold red]error:[/bold red] {escape(f'{source}: {exc}')}", highlight=False, soft_wrap=True)
+            continue
+        typer.echo(json.dumps({"file": str(source), **info}) if json_output else format_text(str(source), info))
+    if failed:
+        raise typer.Exit(2)
