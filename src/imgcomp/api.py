@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from imgcomp import container
+from imgcomp import container, limits
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
 from imgcomp.errors import ImgcompError
 from imgcomp.io import ImageSource, load_image
@@ -65,7 +65,7 @@ def _check_quality(loaded: LoadedModel, quality: int | None) -> int:
 
 def encode_image(
     image: ImageSource, quality: int | None = None, model: ModelArg = None, keep_reconstruction: bool = False,
-    lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0,
+    lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0, max_pixels: int | None = None,
 ) -> EncodeResult:
     """Compress an image; the full-detail API behind :func:`compress`.
 
@@ -74,7 +74,7 @@ def encode_image(
     (:func:`~imgcomp.postfilter.lowpass.choose_lowpass`), ``None`` leaves it out (the file then
     holds only what the system codes). ``refine_steps`` > 0 lets the system optimise its latent for
     this image first (Mentzer et al.: :mod:`imgcomp.systems.mentzer2018.refine`): smaller, better
-    files for a slower encode."""
+    files for a slower encode. ``max_pixels`` overrides the pixel limit (:mod:`imgcomp.limits`)."""
     started = time.perf_counter()
     if refine_steps < 0:
         raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
@@ -82,10 +82,27 @@ def encode_image(
         raise ImgcompError(f"lowpass must be LowpassSettings, {AUTO!r} or None, got {lowpass!r}")
     loaded = get_model(model)
     quality = _check_quality(loaded, quality)
-    pixels = load_image(image)
+
+    def check_size(width: int, height: int) -> None:
+        if height * width > container.MAX_PIXELS or max(height, width) > container.MAX_SIDE:
+            raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
+        limits.check_image("encode", width, height, max_pixels)
+
+    pixels = load_image(image, size_check=check_size)
     height, width = pixels.shape[:2]
-    if height * width > container.MAX_PIXELS or max(height, width) > container.MAX_SIDE:
-        raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
+    with limits.out_of_memory("encode", width, height):
+        return _encode_pixels(loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started)
+
+
+def _pad_payload(payload: bytes, width: int, height: int, lowpass_bytes: int) -> bytes:
+    """Zero words appended to a degenerate image's payload so the file meets the container's
+    bytes-per-pixel floor (a range-coded stream reads past its end as zeros: same symbols)."""
+    missing = limits.min_payload_bytes(width, height) - len(payload) - lowpass_bytes
+    return payload + bytes(-(-missing // 4) * 4) if missing > 0 else payload
+
+
+def _encode_pixels(loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started) -> EncodeResult:
+    height, width = pixels.shape[:2]
     system = loaded.system
     objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
     encoded = system.encode(loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass)
@@ -104,6 +121,9 @@ def encode_image(
     reconstruction = None
     if keep_reconstruction:
         reconstruction = decoded if offsets is None else apply_offsets(decoded, offsets, lowpass)
+    sections[container.SECTION_SYSTEM] = _pad_payload(
+        sections[container.SECTION_SYSTEM], width, height, len(sections.get(container.SECTION_LOWPASS, b""))
+    )
     header = container.Header(
         width, height, quality, container.model_tag(loaded.weights_sha256),
         system_id(system.name), system.stream_version,
@@ -138,9 +158,16 @@ def read_file(data: bytes, model: ModelArg = None) -> tuple[container.Header, di
     return header, sections, loaded
 
 
-def decode_image(data: bytes, model: ModelArg = None) -> np.ndarray:
-    """Decompress to an (H, W, 3) uint8 array."""
+def decode_image(data: bytes, model: ModelArg = None, max_pixels: int | None = None) -> np.ndarray:
+    """Decompress to an (H, W, 3) uint8 array; ``max_pixels`` overrides the pixel limit
+    (:mod:`imgcomp.limits`)."""
     header, sections, loaded = read_file(data, model)
+    limits.check_image("decode", header.width, header.height, max_pixels)
+    with limits.out_of_memory("decode", header.width, header.height):
+        return _decode_sections(header, sections, loaded)
+
+
+def _decode_sections(header: container.Header, sections: dict[int, bytes], loaded: LoadedModel) -> np.ndarray:
     system = loaded.system
     if header.stream_version not in system.readable_stream_versions:
         raise ImgcompError(
@@ -161,19 +188,23 @@ def decode_image(data: bytes, model: ModelArg = None) -> np.ndarray:
     return decoded.pixels if settings is None else apply_offsets(decoded.pixels, offsets, settings)
 
 
-def compress(image: ImageSource, quality: int | None = None, model: ModelArg = None, refine_steps: int = 0) -> bytes:
+def compress(
+    image: ImageSource, quality: int | None = None, model: ModelArg = None, refine_steps: int = 0,
+    max_pixels: int | None = None,
+) -> bytes:
     """Compress an image (path, bytes, PIL image or (H, W, 3) uint8 array) to ``.icz`` bytes.
 
     ``quality`` picks the quality level (1 = smallest file); the default is the highest.
     ``model`` is a shipped model's name (``"mentzer2018/cpu-colour-lp"``, the default), a model
     folder or a loaded model. ``refine_steps`` > 0 trades encode time for smaller, better files.
+    ``max_pixels`` overrides the pixel limit (default 8192 x 8192, :mod:`imgcomp.limits`).
     """
-    return encode_image(image, quality, model, refine_steps=refine_steps).data
+    return encode_image(image, quality, model, refine_steps=refine_steps, max_pixels=max_pixels).data
 
 
-def decompress(data: bytes, model: ModelArg = None, as_array: bool = False):
+def decompress(data: bytes, model: ModelArg = None, as_array: bool = False, max_pixels: int | None = None):
     """Decompress ``.icz`` bytes to a PIL image (or an (H, W, 3) uint8 array)."""
-    pixels = decode_image(data, model)
+    pixels = decode_image(data, model, max_pixels=max_pixels)
     if as_array:
         return pixels
     from PIL import Image
