@@ -13,7 +13,7 @@ Format version 4 (all integers unsigned; varints are LEB128, at most 4 bytes)::
     sections        1 byte    how many sections follow (1..MAX_SECTIONS)
     per section     1 byte kind, varint length in bytes
     checksum        4 bytes   CRC-32 of every byte before it and of every section
-    section bytes   in the order listed; together at least width x height / 2^16 bytes
+    section bytes   in the order listed; together at least width x height / 2^12 bytes
                     (imgcomp.limits.min_payload_bytes: encoders pad the system payload)
 
 Section kinds: ``SECTION_SYSTEM`` (0, required, first) is the system's payload;

@@ -12,7 +12,9 @@ Two rules bound every operation before its first large allocation:
 And one rule bounds the work a *file* can ask for by its content (container version 4): its
 sections hold at least one byte per :data:`PIXELS_PER_BYTE` pixels (:func:`min_payload_bytes`);
 encoders pad the payload of degenerate images (flat colour codes to a few bytes) to satisfy it, so
-an 18-byte file cannot claim an 8192 x 8192 image. Versions 2 and 3 (imgcomp 0.2-0.5) get the
+an 18-byte file cannot claim an 8192 x 8192 image (that needs 16 KB). Decoding costs a few
+microseconds and under 100 bytes of memory per pixel, so a byte of file buys at most ~10 ms and
+~0.4 MB of work; real photos code to 0.05 bpp and more, 25 times above the floor. Versions 2 and 3 (imgcomp 0.2-0.5) get the
 pixel limit and the memory estimate only.
 
 An allocation that fails anyway (``MemoryError``, torch's "not enough memory") becomes an
@@ -28,15 +30,18 @@ from typing import Iterator
 from imgcomp.errors import ImgcompError
 
 ENV_MAX_PIXELS = "IMGCOMP_MAX_PIXELS"
-# 8192 x 8192 (67 megapixels): decoding it peaks near 6 GB and encoding near 12 GB (measured, see
-# DECODE/ENCODE_BYTES_PER_PIXEL), which a 24 GB laptop survives with room for everything else.
+# 8192 x 8192 (67 megapixels): by the estimate below decoding it peaks near 10 GB and encoding near
+# 12 GB, which a 24 GB laptop survives with room for everything else.
 DEFAULT_MAX_PIXELS = 8192 * 8192
-PIXELS_PER_BYTE = 1 << 16  # a v4 file's sections hold at least one byte per 65536 pixels
-# Peak resident memory per pixel above the loaded model, measured on CPU with the shipped models
-# (docs/usage.md, "Limits"): the synthesis network D runs on the whole image in float32.
-DECODE_BYTES_PER_PIXEL = 90
-ENCODE_BYTES_PER_PIXEL = 180
-BASE_BYTES = 400 << 20  # interpreter, torch, the model and its wavefront schedules
+PIXELS_PER_BYTE = 1 << 12  # a v4 file's sections hold at least one byte per 4096 pixels (0.002 bpp)
+# Peak resident memory per pixel, measured on CPU with the default model (peak RSS of `imgcomp
+# decode` of 2 and 8 megapixel photos: 0.99 and 1.81 GB, 135 bytes a pixel; encode in-process 1.04
+# and 1.81 GB, 130 bytes a pixel; an 8192 x 8192 file with no coded channel: 5.9 GB, 88 bytes a
+# pixel): the analysis and synthesis networks run on the whole image in float32, the symbol volume
+# is int64 (K x h x w), the wavefront's index arrays are per 128 x 128 latent tile. With margin:
+DECODE_BYTES_PER_PIXEL = 140
+ENCODE_BYTES_PER_PIXEL = 160  # also the source image, its PIL copy and the low-pass search
+BASE_BYTES = 800 << 20  # interpreter, torch, the model and its wavefront schedules
 
 
 def max_pixels(override: int | None = None) -> int:
@@ -94,7 +99,7 @@ def check_image(operation: str, width: int, height: int, limit: int | None = Non
 
 
 def min_payload_bytes(width: int, height: int) -> int:
-    """Fewest section bytes a version-4 file of this size may hold (images below 65536 pixels: 0)."""
+    """Fewest section bytes a version-4 file of this size may hold (images below 4096 pixels: 0)."""
     return width * height // PIXELS_PER_BYTE
 
 
