@@ -123,7 +123,15 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory (Linux reports KiB)."""
+    """This process's peak resident memory: VmHWM where Linux has it (``ru_maxrss`` also counts the
+    parent's memory a forked child inherited before exec), else ``ru_maxrss`` (KiB)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

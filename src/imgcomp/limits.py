@@ -103,6 +103,9 @@ def min_payload_bytes(width: int, height: int) -> int:
     return width * height // PIXELS_PER_BYTE
 
 
+_OUT_OF_MEMORY = ("not enough memory", "out of memory", "allocate memory", "defaultcpuallocator", "bad_alloc")
+
+
 @contextmanager
 def out_of_memory(operation: str, width: int, height: int) -> Iterator[None]:
     """Turn an allocation failure inside the block into the library's error."""
@@ -115,7 +118,7 @@ def out_of_memory(operation: str, width: int, height: int) -> Iterator[None]:
         ) from None
     except RuntimeError as exc:
         text = str(exc).lower()
-        if "memory" in text or "alloc" in text:
+        if any(sign in text for sign in _OUT_OF_MEMORY):
             raise ImgcompError(
                 f"out of memory while trying to {operation} a {width}x{height} image ({str(exc).splitlines()[0]})"
             ) from None
