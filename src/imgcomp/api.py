@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from imgcomp import container
+from imgcomp import container, limits
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
 from imgcomp.errors import ImgcompError
 from imgcomp.io import ImageSource, load_image, read_metadata
@@ -67,6 +67,7 @@ def _check_quality(loaded: LoadedModel, quality: int | None) -> int:
 def encode_image(
     image: ImageSource, quality: int | None = None, model: ModelArg = None, keep_reconstruction: bool = False,
     lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0, keep_metadata: bool = False,
+    max_pixels: int | None = None,
 ) -> EncodeResult:
     """Compress an image; the full-detail API behind :func:`compress`.
 
@@ -76,7 +77,8 @@ def encode_image(
     holds only what the system codes). ``refine_steps`` > 0 lets the system optimise its latent for
     this image first (Mentzer et al.: :mod:`imgcomp.systems.mentzer2018.refine`): smaller, better
     files for a slower encode. ``keep_metadata`` carries the input's EXIF (less its orientation)
-    and sRGB ICC profile in a metadata section (:func:`imgcomp.io.read_metadata`)."""
+    and sRGB ICC profile in a metadata section (:func:`imgcomp.io.read_metadata`). ``max_pixels``
+    overrides the pixel limit (:mod:`imgcomp.limits`)."""
     started = time.perf_counter()
     if refine_steps < 0:
         raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
@@ -84,11 +86,28 @@ def encode_image(
         raise ImgcompError(f"lowpass must be LowpassSettings, {AUTO!r} or None, got {lowpass!r}")
     loaded = get_model(model)
     quality = _check_quality(loaded, quality)
-    pixels = load_image(image)
+
+    def check_size(width: int, height: int) -> None:
+        if height * width > container.MAX_PIXELS or max(height, width) > container.MAX_SIDE:
+            raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
+        limits.check_image("encode", width, height, max_pixels)
+
+    pixels = load_image(image, size_check=check_size)
     metadata = read_metadata(image) if keep_metadata else {}
     height, width = pixels.shape[:2]
-    if height * width > container.MAX_PIXELS or max(height, width) > container.MAX_SIDE:
-        raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
+    with limits.out_of_memory("encode", width, height):
+        return _encode_pixels(loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started, metadata)
+
+
+def _pad_payload(payload: bytes, width: int, height: int, lowpass_bytes: int) -> bytes:
+    """Zero words appended to a degenerate image's payload so the file meets the container's
+    bytes-per-pixel floor (a range-coded stream reads past its end as zeros: same symbols)."""
+    missing = limits.min_payload_bytes(width, height) - len(payload) - lowpass_bytes
+    return payload + bytes(-(-missing // 4) * 4) if missing > 0 else payload
+
+
+def _encode_pixels(loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started, metadata) -> EncodeResult:
+    height, width = pixels.shape[:2]
     system = loaded.system
     objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
     encoded = system.encode(loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass)
@@ -104,12 +123,15 @@ def encode_image(
         section = SymbolEncoder()
         bits += encode_offsets(section, offsets, lowpass)
         sections[container.SECTION_LOWPASS] = section.finish()
-    payload_bytes = sum(len(section) for section in sections.values())
-    if metadata:
-        sections[container.SECTION_METADATA] = container.pack_metadata(metadata)
     reconstruction = None
     if keep_reconstruction:
         reconstruction = decoded if offsets is None else apply_offsets(decoded, offsets, lowpass)
+    sections[container.SECTION_SYSTEM] = _pad_payload(
+        sections[container.SECTION_SYSTEM], width, height, len(sections.get(container.SECTION_LOWPASS, b""))
+    )
+    payload_bytes = sum(len(section) for section in sections.values())
+    if metadata:
+        sections[container.SECTION_METADATA] = container.pack_metadata(metadata)
     header = container.Header(
         width, height, quality, container.model_tag(loaded.weights_sha256),
         system_id(system.name), system.stream_version,
@@ -144,9 +166,16 @@ def read_file(data: bytes, model: ModelArg = None) -> tuple[container.Header, di
     return header, sections, loaded
 
 
-def decode_image(data: bytes, model: ModelArg = None) -> np.ndarray:
-    """Decompress to an (H, W, 3) uint8 array."""
+def decode_image(data: bytes, model: ModelArg = None, max_pixels: int | None = None) -> np.ndarray:
+    """Decompress to an (H, W, 3) uint8 array; ``max_pixels`` overrides the pixel limit
+    (:mod:`imgcomp.limits`)."""
     header, sections, loaded = read_file(data, model)
+    limits.check_image("decode", header.width, header.height, max_pixels)
+    with limits.out_of_memory("decode", header.width, header.height):
+        return _decode_sections(header, sections, loaded)
+
+
+def _decode_sections(header: container.Header, sections: dict[int, bytes], loaded: LoadedModel) -> np.ndarray:
     system = loaded.system
     if header.stream_version not in system.readable_stream_versions:
         raise ImgcompError(
@@ -176,7 +205,7 @@ def read_metadata_section(data: bytes) -> dict[str, bytes]:
 
 def compress(
     image: ImageSource, quality: int | None = None, model: ModelArg = None, refine_steps: int = 0,
-    keep_metadata: bool = False,
+    keep_metadata: bool = False, max_pixels: int | None = None,
 ) -> bytes:
     """Compress an image (path, bytes, PIL image or (H, W, 3) uint8 array) to ``.icz`` bytes.
 
@@ -184,16 +213,19 @@ def compress(
     ``model`` is a shipped model's name (``"mentzer2018/cpu-colour-lp"``, the default), a model
     folder or a loaded model. ``refine_steps`` > 0 trades encode time for smaller, better files.
     ``keep_metadata`` keeps the EXIF (less its orientation) and an sRGB ICC profile in the file;
-    :func:`decompress` returns them in the image's ``info``.
+    :func:`decompress` returns them in the image's ``info``. ``max_pixels`` overrides the pixel
+    limit (default 8192 x 8192, :mod:`imgcomp.limits`).
     """
-    return encode_image(image, quality, model, refine_steps=refine_steps, keep_metadata=keep_metadata).data
+    return encode_image(
+        image, quality, model, refine_steps=refine_steps, keep_metadata=keep_metadata, max_pixels=max_pixels
+    ).data
 
 
-def decompress(data: bytes, model: ModelArg = None, as_array: bool = False):
+def decompress(data: bytes, model: ModelArg = None, as_array: bool = False, max_pixels: int | None = None):
     """Decompress ``.icz`` bytes to a PIL image (or an (H, W, 3) uint8 array). A file made with
     ``keep_metadata`` gives the image ``info["icc_profile"]`` and ``info["exif"]`` (as Pillow's
     readers do, so ``image.save(..., exif=image.info["exif"])`` works)."""
-    pixels = decode_image(data, model)
+    pixels = decode_image(data, model, max_pixels=max_pixels)
     if as_array:
         return pixels
     from PIL import Image

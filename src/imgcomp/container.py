@@ -13,7 +13,8 @@ Format version 4 (all integers unsigned; varints are LEB128, at most 4 bytes)::
     sections        1 byte    how many sections follow (1..MAX_SECTIONS)
     per section     1 byte kind, varint length in bytes
     checksum        4 bytes   CRC-32 of every byte before it and of every section
-    section bytes   in the order listed
+    section bytes   in the order listed; together at least width x height / 2^12 bytes
+                    (imgcomp.limits.min_payload_bytes: encoders pad the system payload)
 
 Section kinds: ``SECTION_SYSTEM`` (0, required, first) is the system's payload;
 ``SECTION_LOWPASS`` (1, optional) is the low-pass correction layer
@@ -37,6 +38,7 @@ import zlib
 from dataclasses import dataclass
 
 from imgcomp.errors import ImgcompError
+from imgcomp.limits import PIXELS_PER_BYTE, min_payload_bytes
 
 MAGIC = b"\xe9Z"
 FORMAT_VERSION = 4
@@ -119,6 +121,11 @@ def pack(header: Header, sections: dict[int, bytes]) -> bytes:
     if SECTION_SYSTEM not in sections or not set(sections) <= set(SECTION_NAMES):
         raise ImgcompError(f"sections must include the system payload and be among {sorted(SECTION_NAMES)}")
     kinds = sorted(sections)
+    if sum(len(sections[kind]) for kind in kinds) < min_payload_bytes(header.width, header.height):
+        raise ImgcompError(
+            f"sections too small for a {header.width}x{header.height} image: at least "
+            f"{min_payload_bytes(header.width, header.height)} bytes (pad the system payload)"
+        )
     head = bytearray(MAGIC)
     head.append((FORMAT_VERSION << 4) | (header.quality - 1))
     head += bytes([header.system_id, header.stream_version])
@@ -193,6 +200,11 @@ def _unpack_v4(data: bytes) -> tuple[Header, dict[int, bytes]]:
     (checksum,) = struct.unpack("<I", data[offset : offset + 4])
     body = offset + 4
     total = sum(length for _, length in table)
+    if total < min_payload_bytes(width, height):  # the work a file asks for is bounded by its size
+        raise ImgcompError(
+            f"corrupt file: {total} bytes of sections cannot describe a {width}x{height} image "
+            f"(version 4 needs one byte per {PIXELS_PER_BYTE} pixels, {min_payload_bytes(width, height)} here)"
+        )
     if len(data) - body != total:
         raise ImgcompError(f"truncated or padded file: sections hold {len(data) - body} bytes, header says {total}")
     if zlib.crc32(data[body:], zlib.crc32(data[:offset])) != checksum:

@@ -116,11 +116,17 @@ def _reject_16_bit_samples(image: Image.Image, name: str) -> None:
         raise ImgcompError(f"{name}: 16-bit samples are not supported; imgcomp reads 8-bit images")
 
 
-def load_image(source: ImageSource) -> np.ndarray:
-    """Read an image as an ``(H, W, 3)`` uint8 RGB array, following the module's policy."""
+def load_image(source: ImageSource, size_check=None) -> np.ndarray:
+    """Read an image as an ``(H, W, 3)`` uint8 RGB array, following the module's policy.
+
+    ``size_check(width, height)``, if given, runs before the pixels are decoded (it may raise)."""
     if isinstance(source, np.ndarray):
+        if size_check is not None and source.ndim >= 2:
+            size_check(source.shape[1], source.shape[0])
         return as_rgb_array(source)
     if isinstance(source, Image.Image):
+        if size_check is not None:
+            size_check(*source.size)
         return _from_pil(source, "image")
     if isinstance(source, (bytes, bytearray, memoryview)):
         name, stream = "image bytes", io.BytesIO(bytes(source))
@@ -132,8 +138,14 @@ def load_image(source: ImageSource) -> np.ndarray:
         stream = path
     _register_optional_plugins()
     try:
-        with Image.open(stream) as image:
+        with warnings.catch_warnings():
+            if size_check is not None:  # the caller's pixel limit decides, not Pillow's warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(stream)
+        with image:
             _reject_16_bit_samples(image, name)
+            if size_check is not None:
+                size_check(*image.size)
             image.load()
             return _from_pil(image, name)
     except ImgcompError:

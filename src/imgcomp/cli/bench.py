@@ -1,4 +1,4 @@
-"""``imgcomp bench codec|train``: speed figures as JSON (benchmarks, not tests)."""
+"""``imgcomp bench codec|train|fuzz``: speed figures as JSON (benchmarks, not tests)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,36 @@ def bench_codec(
     if large:
         record["large_image"] = peak_memory_large(str(loaded.path))
     _emit(record, out, force)
+
+
+@bench_app.command("fuzz")
+def bench_fuzz(
+    minutes: float = typer.Option(1.0, "--minutes", min=0.01, help="How long to fuzz."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or folder whose files are mutated."),
+    seed: int = typer.Option(0, help="Random seed of the mutations."),
+    max_pixels: int = typer.Option(1 << 16, "--max-pixels", min=1, help="Pixel limit for the decodes (legacy files have no bytes-per-pixel floor)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+) -> None:
+    """Decode mutated small files (headers, sections, payloads; checksums repaired) for --minutes:
+    cases/s, the slowest case, peak memory, and any case that ended in neither ImgcompError nor an
+    image (exit 1 if any)."""
+    from imgcomp import fuzz
+    from imgcomp.benchmarks import machine
+    from imgcomp.io import check_writable
+    from imgcomp.zoo import get_model, model_name
+
+    check_writable([out] if out else [], force)
+    loaded = get_model(model)
+    report = fuzz.run(fuzz.sample_files(loaded), loaded, seconds=60 * minutes, seed=seed, max_pixels=max_pixels)
+    console.print(report.summary())
+    record = {
+        "machine": machine(), "model": model_name(loaded), "seed": seed, "max_pixels": max_pixels,
+        **{k: v for k, v in report.__dict__.items()}, "cases_per_second": report.cases_per_second,
+    }
+    _emit(record, out, force)
+    if report.failures:
+        raise typer.Exit(1)
 
 
 @bench_app.command("train")

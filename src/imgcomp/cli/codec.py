@@ -95,6 +95,14 @@ def _model(name: str | None):
     return _loaded[name]
 
 
+def _set_max_pixels(max_pixels: int | None) -> None:
+    """``--max-pixels``: through the environment, so worker processes (``--jobs``) see it too."""
+    if max_pixels is not None:
+        from imgcomp.limits import ENV_MAX_PIXELS
+
+        os.environ[ENV_MAX_PIXELS] = str(max_pixels)
+
+
 def _worker_init(threads: int) -> None:
     import torch
 
@@ -202,9 +210,11 @@ def encode_command(
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Encode this many files at once, in separate processes (same bytes as one at a time)."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep the input's EXIF (less its orientation, applied to the pixels) and its ICC profile if sRGB (others are converted to sRGB on input, so they no longer apply); decode restores them. Default: strip, as cwebp does."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file (on stderr when the file goes to standard output)."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse images larger than this many pixels (default 67108864 = 8192x8192, or IMGCOMP_MAX_PIXELS); bounds memory, see docs/usage.md."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Compress images to .icz files."""
+    _set_max_pixels(max_pixels)
     lowpass = _lowpass_choice(lowpass_block, lowpass_step)
     if target_size is not None or target_bpp is not None:
         if target_size is not None and target_bpp is not None:
@@ -222,10 +232,14 @@ def encode_command(
 
 
 def _decode_one(source: Path, target: Path, model: str | None, fmt: str | None, force: bool) -> dict:
+    from imgcomp import container, limits
+
+    data = _read_input(source)
+    header, _ = container.unpack(data)  # a malformed or oversized file fails before torch loads
+    limits.check_image("decode", header.width, header.height)
     from imgcomp.api import decode_image, read_metadata_section
     from imgcomp.io import image_bytes, image_format
 
-    data = _read_input(source)
     started = time.perf_counter()
     pixels = decode_image(data, None if model is None else _model(model))
     seconds = time.perf_counter() - started
@@ -248,9 +262,11 @@ def decode_command(
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Model folder, when the file's model is not shipped."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Decode this many files at once, in separate processes."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file (on stderr when the image goes to standard output)."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse images larger than this many pixels (default 67108864 = 8192x8192, or IMGCOMP_MAX_PIXELS); bounds memory, see docs/usage.md."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Decompress .icz files to PNG (or any format by --format or the output's suffix)."""
+    _set_max_pixels(max_pixels)
     from imgcomp.io import image_format, image_suffix
 
     fmt = None if image_format_name is None else image_format(image_format_name)

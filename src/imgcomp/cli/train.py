@@ -16,6 +16,16 @@ from imgcomp.errors import ImgcompError
 console = Console(stderr=True)
 
 
+def _presets_help(system: str = "mentzer2018") -> str:
+    """--preset's help, from the system's presets dict (its config module's ``PRESETS``)."""
+    import importlib
+
+    from imgcomp.systems import get_system
+
+    presets = getattr(importlib.import_module(get_system(system).config_class.__module__), "PRESETS", {})
+    return f"Model size, one of the {system} presets: {', '.join(presets)} (default: the recipe's, else cpu)."
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="train")(train_command)
     app.command(name="visualize")(visualize_command)
@@ -26,7 +36,7 @@ def train_command(
     data: Optional[Path] = typer.Option(None, help="Folder of training images (e.g. DATA/train from `imgcomp data prepare`)."),
     val_data: Optional[Path] = typer.Option(None, help="Folder of validation images (e.g. DATA/val)."),
     recipe: Optional[str] = typer.Option(None, help="A named recipe of settings (see `imgcomp train --list-recipes`)."),
-    preset: Optional[str] = typer.Option(None, help="Model size: cpu (trains on 2 CPU cores) or paper (the published model)."),
+    preset: Optional[str] = typer.Option(None, help=_presets_help()),
     steps: Optional[int] = typer.Option(None, help="Total training steps."),
     target_bpp: Optional[float] = typer.Option(None, help="Rate target t in bits per pixel (of the highest importance head)."),
     heads: Optional[int] = typer.Option(None, help="Importance-map heads: >1 trains one multi-rate model."),
@@ -92,6 +102,9 @@ def train_command(
             raise ImgcompError(f"{out}: no run to resume (missing {CONFIG_FILE})")
         stored = json.loads(config_path.read_text())
         allowed = {"steps", "workers", "val_every", "checkpoint_every", "val_data"}
+        for key in ("data", "val_data"):  # the same folder, however it is spelled
+            if key in overrides and stored.get(key) and _same_path(overrides[key], stored[key]):
+                overrides[key] = stored[key]
         changed = {k for k, v in overrides.items() if stored.get(k) != v} - allowed
         if changed:
             raise ImgcompError(f"cannot change {', '.join(sorted(changed))} when resuming")
@@ -125,10 +138,30 @@ def train_command(
                 )
             bar.update(task, completed=step, status=status)
 
-        result = train(config, out, resume=resume, progress=progress)
-    state = "stopped early; resume with --resume" if result.pop("stopped_early") else "done"
-    console.print(f"{state}: model exported to {out / 'model'}")
+        try:
+            result = train(config, out, resume=resume, progress=progress)
+        except KeyboardInterrupt as exc:  # a second Ctrl-C: stopped at once
+            saved = getattr(exc, "checkpoint_step", None)
+            where = f"checkpoint at step {saved} in {out}" if saved is not None else f"no checkpoint yet in {out}"
+            console.print(
+                f"interrupted at step {getattr(exc, 'step', '?')}; {where}; resume with: imgcomp train --out {out} --resume"
+            )
+            raise typer.Exit(130) from None
+    step = result.pop("step", None)
+    if result.pop("stopped_early"):
+        console.print(
+            f"interrupted at step {step}; checkpoint at step {step} in {out}; resume with: imgcomp train --out {out} --resume"
+        )
+    else:
+        console.print(f"done: model exported to {out / 'model'}")
     typer.echo(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}))
+
+
+def _same_path(a: str, b: str) -> bool:
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:
+        return a == b
 
 
 def visualize_command(

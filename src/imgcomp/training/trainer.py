@@ -29,7 +29,9 @@ from imgcomp.errors import ImgcompError
 from imgcomp.models.export import export_model
 from imgcomp.training import distributed
 from imgcomp.training.batches import StepBatches, load_validation_images
-from imgcomp.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from imgcomp.training.checkpoint import (
+    CHECKPOINT_FILE, load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state,
+)
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -105,6 +107,8 @@ class Trainer:
             for name, optimiser in self.optimisers.items()
         }
         self.step = 0
+        self.checkpoint_step: int | None = None  # the step of the newest checkpoint on disk
+        self._resumed = False
         self._stop_requested = False
         self._writer = None
         self._val_images: list[np.ndarray] | None = None  # decoded once, on first validation
@@ -137,13 +141,36 @@ class Trainer:
                 group["lr"] = base * scheduler.gamma**passed
 
     def resume(self) -> None:
+        if self.dist.is_main:
+            remove_stale_temporaries(self.run_dir, self.run_dir / MODEL_DIR)
         self.load_state_dict(load_checkpoint(self.run_dir / CHECKPOINT_FILE))
+        self.checkpoint_step = self.step
+        self._resumed = True
 
     def save(self) -> None:
+        """Checkpoint, then export the same weights. A kill between the two leaves an export of an
+        older step; :meth:`_sync_export` redoes it on resume (both record their step)."""
         if not self.dist.is_main:
             return
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, self.state_dict())
+        self.checkpoint_step = self.step
+        self._export()
+
+    def _export(self) -> None:
         export_model(self.model, self.run_dir / MODEL_DIR, self.task.export_metadata(self.step), force=True)
+
+    def exported_step(self) -> int | None:
+        """The step ``RUN/model`` was exported at (None: no complete export)."""
+        config = self.run_dir / MODEL_DIR / "config.json"
+        try:
+            return json.loads(config.read_text())["metadata"]["trained_steps"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _sync_export(self) -> None:
+        """After a resume: re-export if a kill left ``RUN/model`` behind (or ahead of) the checkpoint."""
+        if self.dist.is_main and self.exported_step() != self.step:
+            self._export()
 
     # ----------------------------------------------------------------- loop
     def request_stop(self, *_: Any) -> None:
@@ -168,6 +195,12 @@ class Trainer:
         started = time.perf_counter()
         first_step = self.step
         try:
+            if self._resumed:
+                self._sync_export()
+            else:  # a checkpoint before the first step: a kill at any moment leaves a run to resume
+                if self.dist.is_main:
+                    remove_stale_temporaries(self.run_dir, self.run_dir / MODEL_DIR)
+                self.save()
             self.task.train_mode()
             for step, x in batches.iterate(self.step, cfg.steps):
                 x = x.to(self.dist.device, non_blocking=True)
@@ -199,6 +232,7 @@ class Trainer:
             if self._writer is not None:
                 self._writer.close()
         last["stopped_early"] = self._stop_requested
+        last["step"] = self.step
         return last
 
     def validate(self) -> dict[str, float]:
@@ -248,9 +282,15 @@ def train(task: TrainingTask, run_dir: Path, resume: bool = False, progress=None
     """Train (or resume) a run; the model is exported to ``run_dir/model`` at every checkpoint."""
     trainer = Trainer(task, run_dir, progress)
     try:
-        if resume:
+        # A run killed during its first save (step 0) has its config but no checkpoint: it starts over.
+        if resume and (run_dir / CHECKPOINT_FILE).is_file():
             trainer.resume()
+        elif resume and not (run_dir / CONFIG_FILE).is_file():
+            raise ImgcompError(f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from")
         return trainer.run()
+    except KeyboardInterrupt as exc:  # a second Ctrl-C: the caller says where the run stands
+        exc.step, exc.checkpoint_step = trainer.step, trainer.checkpoint_step  # type: ignore[attr-defined]
+        raise
     finally:
         # Drop the DDP wrapper while its process group lives: freed after teardown, it hangs a rank.
         task.attach(task.trained_module())
