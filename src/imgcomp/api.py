@@ -65,7 +65,7 @@ def _check_quality(loaded: LoadedModel, quality: int | None) -> int:
 
 def encode_image(
     image: ImageSource, quality: int | None = None, model: ModelArg = None, keep_reconstruction: bool = False,
-    lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0,
+    lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0, stream_version: int | None = None,
 ) -> EncodeResult:
     """Compress an image; the full-detail API behind :func:`compress`.
 
@@ -74,7 +74,8 @@ def encode_image(
     (:func:`~imgcomp.postfilter.lowpass.choose_lowpass`), ``None`` leaves it out (the file then
     holds only what the system codes). ``refine_steps`` > 0 lets the system optimise its latent for
     this image first (Mentzer et al.: :mod:`imgcomp.systems.mentzer2018.refine`): smaller, better
-    files for a slower encode."""
+    files for a slower encode. ``stream_version`` forces the system's payload version (default:
+    the system's choice for this model; for Mentzer et al. 2, exact on every machine)."""
     started = time.perf_counter()
     if refine_steps < 0:
         raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
@@ -88,7 +89,9 @@ def encode_image(
         raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
     system = loaded.system
     objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
-    encoded = system.encode(loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass)
+    extra = {} if stream_version is None else {"stream_version": stream_version}
+    encoded = system.encode(loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass, **extra)
+    stream_version = encoded.stream_version or system.stream_version
     bits = encoded.estimated_bits
     sections = {container.SECTION_SYSTEM: encoded.payload}
     decoded = encoded.reconstruct() if keep_reconstruction or lowpass is not None else None
@@ -99,14 +102,14 @@ def encode_image(
         offsets = fit_offsets(pixels, decoded, lowpass)
     if lowpass is not None:
         section = SymbolEncoder()
-        bits += encode_offsets(section, offsets, lowpass)
+        bits += encode_offsets(section, offsets, lowpass, system.lowpass_version(stream_version))
         sections[container.SECTION_LOWPASS] = section.finish()
     reconstruction = None
     if keep_reconstruction:
         reconstruction = decoded if offsets is None else apply_offsets(decoded, offsets, lowpass)
     header = container.Header(
-        width, height, quality, container.model_tag(loaded.weights_sha256),
-        system_id(system.name), system.stream_version,
+        width, height, quality, system.model_tag(loaded.weights_sha256, loaded.path, stream_version),
+        system_id(system.name), stream_version,
     )
     data = container.pack(header, sections)
     payload_bytes = sum(len(section) for section in sections.values())
@@ -115,11 +118,18 @@ def encode_image(
     )
 
 
+def _tag_of(loaded: LoadedModel, stream_version: int) -> bytes | None:
+    try:
+        return loaded.system.model_tag(loaded.weights_sha256, loaded.path, stream_version)
+    except ImgcompError:  # e.g. a stream version this model cannot code
+        return None
+
+
 def _model_for(header: container.Header, model: ModelArg) -> LoadedModel:
     if model is None:
-        return find_model_by_tag(header.model_tag, header.system_id)
+        return find_model_by_tag(header.model_tag, header.system_id, header.stream_version)
     loaded = get_model(model)
-    if container.model_tag(loaded.weights_sha256) != header.model_tag:
+    if _tag_of(loaded, header.stream_version) != header.model_tag:
         raise ImgcompError(
             "file was made with a different model (its tag "
             f"{header.model_tag.hex()} does not match {loaded.weights_sha256[:4]})"
@@ -151,9 +161,12 @@ def decode_image(data: bytes, model: ModelArg = None) -> np.ndarray:
         loaded, sections[container.SECTION_SYSTEM], header.width, header.height, header.quality, header.stream_version
     )
     if header.lowpass_in_payload:  # container v3: the layer continues the system's stream
-        offsets, settings = decode_offsets(decoded.decoder, header.height, header.width)
+        offsets, settings = decode_offsets(decoded.decoder, header.height, header.width)  # v3: stream version 1
     elif container.SECTION_LOWPASS in sections:
-        offsets, settings = decode_offsets(SymbolDecoder(sections[container.SECTION_LOWPASS]), header.height, header.width)
+        offsets, settings = decode_offsets(
+            SymbolDecoder(sections[container.SECTION_LOWPASS]), header.height, header.width,
+            system.lowpass_version(header.stream_version),
+        )
         if settings is None:
             raise ImgcompError("corrupt file: empty low-pass section")
     else:
