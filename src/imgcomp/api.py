@@ -142,7 +142,12 @@ def _model_for(header: container.Header, model: ModelArg) -> LoadedModel:
 def read_file(data: bytes, model: ModelArg = None) -> tuple[container.Header, dict[int, bytes], LoadedModel]:
     """Parse a file and find its model (validated, nothing decoded yet)."""
     header, sections = container.unpack(data)
-    system_for_id(header.system_id)  # an unknown or unimplemented system says so first
+    system = system_for_id(header.system_id)  # an unknown or unimplemented system says so first
+    if header.stream_version not in system.readable_stream_versions:  # ... then a newer stream version
+        raise ImgcompError(
+            f"{system.name} stream version {header.stream_version} is not readable by this imgcomp "
+            f"(it reads {', '.join(map(str, system.readable_stream_versions))})"
+        )
     loaded = _model_for(header, model)
     _check_quality(loaded, header.quality)
     return header, sections, loaded
@@ -152,11 +157,6 @@ def decode_image(data: bytes, model: ModelArg = None) -> np.ndarray:
     """Decompress to an (H, W, 3) uint8 array."""
     header, sections, loaded = read_file(data, model)
     system = loaded.system
-    if header.stream_version not in system.readable_stream_versions:
-        raise ImgcompError(
-            f"{system.name} stream version {header.stream_version} is not readable by this imgcomp "
-            f"(it reads {', '.join(map(str, system.readable_stream_versions))})"
-        )
     decoded = system.decode(
         loaded, sections[container.SECTION_SYSTEM], header.width, header.height, header.quality, header.stream_version
     )
