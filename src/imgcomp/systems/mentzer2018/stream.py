@@ -123,9 +123,17 @@ def integer_params(loaded):
             from imgcomp.systems.mentzer2018.integer_context import load
 
             try:
-                cache["integer_context"] = load(path)
+                params = load(path)
             except (ValueError, OSError) as exc:
                 raise ImgcompError(f"{path}: cannot load the integer context model ({exc})") from None
+            built_from = params.meta.get("weights_sha256")
+            if built_from and loaded.weights_sha256 and built_from != loaded.weights_sha256:
+                warnings.warn(
+                    f"{path} was built from other weights than {loaded.path}'s: files stay exact but may be "
+                    "larger; rebuild it with python -m imgcomp.systems.mentzer2018.integer_context.build",
+                    stacklevel=3,
+                )
+            cache["integer_context"] = params
     return cache["integer_context"]
 
 

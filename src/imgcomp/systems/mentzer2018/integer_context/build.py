@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     loaded = get_model(args.model)
     params = build_params(loaded, args.ranges)
+    params.meta["weights_sha256"] = loaded.weights_sha256  # informational: the loader warns if stale
     out = Path(args.out) if args.out else Path(loaded.path) / CONTEXT_FILE
     save(params, out)
     print(json.dumps({"out": str(out), "params_sha256": params_sha256(params), "weight_bits": params.meta["weight_bits"],
