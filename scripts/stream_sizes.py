@@ -31,11 +31,15 @@ def main(argv=None) -> None:
     parser.add_argument("images", nargs="*")
     parser.add_argument("--model")
     parser.add_argument("--qualities", default="1,2,3,4,5")
+    parser.add_argument("--time", type=int, default=0, metavar="RUNS",
+                        help="instead: median seconds of encode_image / decode_image per version over RUNS runs")
     parser.add_argument("--check", action="store_true", help="also encode_image + decode every file (slow)")
     args = parser.parse_args(argv)
     loaded = get_model(args.model)
     paths = args.images or [str(DEMO)] + sorted(glob.glob("/work/data/photos/val-textured/*.png"))
     qualities = [int(q) for q in args.qualities.split(",")]
+    if args.time:
+        return timing(loaded, paths, qualities, args.time)
     totals = {(q, v): 0 for q in qualities for v in (1, 2)}
     from imgcomp import container
     from imgcomp.entropy import SymbolEncoder
@@ -72,6 +76,31 @@ def main(argv=None) -> None:
     for q in qualities:
         a, b = totals[q, 1], totals[q, 2]
         print(f"{q} | {a} | {b} | {100 * (b / a - 1):+.3f}%")
+
+
+def timing(loaded, paths, qualities, runs: int) -> None:
+    """Median wall seconds of whole-file encode (API defaults: low-pass search) and decode."""
+    import statistics
+
+    import torch
+
+    print(f"torch threads {torch.get_num_threads()}, {runs} runs, median seconds")
+    for path in paths:
+        pixels = load_image(path)
+        for q in qualities:
+            for version in (1, 2):
+                encode_image(pixels, q, loaded, stream_version=version)  # warm: schedules, caches
+                enc, dec = [], []
+                for _ in range(runs):
+                    start = time.perf_counter()
+                    data = encode_image(pixels, q, loaded, stream_version=version).data
+                    enc.append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    decode_image(data, loaded)
+                    dec.append(time.perf_counter() - start)
+                print(f"{Path(path).stem} q{q} v{version}: encode {statistics.median(enc):.3f} s, decode "
+                      f"{statistics.median(dec):.3f} s ({len(data)} bytes; all encode {[round(x, 3) for x in enc]}, "
+                      f"decode {[round(x, 3) for x in dec]})", flush=True)
 
 
 if __name__ == "__main__":
