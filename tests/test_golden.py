@@ -78,7 +78,8 @@ def _param(case: dict):
 def test_encoder_codes_what_0_5_coded(case: dict) -> None:
     pixels = _images()[case["image"]]
     loaded = get_model(case["model"])
-    result = encode_image(pixels, case["quality"], loaded, lowpass=LOWPASS[case["lowpass"]])
+    # 0.5 coded stream version 1 (float P); the default is now the exact version 2
+    result = encode_image(pixels, case["quality"], loaded, lowpass=LOWPASS[case["lowpass"]], stream_version=1)
     header, sections = container.unpack(result.data)
     assert header.version == 4 and header.system_id == 1 and header.stream_version == 1
     assert _sha(sections[container.SECTION_SYSTEM]) == case["system_sha256"]

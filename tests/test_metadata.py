@@ -138,9 +138,11 @@ def test_target_size_counts_the_metadata() -> None:
     from imgcomp.target import encode_to_target
 
     jpeg = photo_jpeg()
-    plain = encode_to_target(jpeg, max_bytes=10**6)
-    budget = len(plain.result.data) + 100  # the largest plain file fits; with its metadata it would not
+    unlimited = encode_to_target(jpeg, max_bytes=10**6, keep_metadata=True)
+    budget = (unlimited.smallest_bytes + unlimited.largest_bytes) // 2
     kept = encode_to_target(jpeg, max_bytes=budget, keep_metadata=True)
     assert len(kept.result.data) <= budget and kept.result.metadata_bytes > 100
+    plain = encode_to_target(jpeg, max_bytes=budget)  # without metadata, more of the budget codes pixels
+    assert plain.result.payload_bytes > kept.result.payload_bytes
     assert set(read_metadata_section(kept.result.data)) == {"icc_profile", "exif"}
     assert kept.result.header_bytes == container.header_bytes(kept.result.data)

@@ -67,7 +67,7 @@ def _check_quality(loaded: LoadedModel, quality: int | None) -> int:
 def encode_image(
     image: ImageSource, quality: int | None = None, model: ModelArg = None, keep_reconstruction: bool = False,
     lowpass: LowpassSettings | Literal["auto"] | None = AUTO, refine_steps: int = 0, keep_metadata: bool = False,
-    max_pixels: int | None = None,
+    max_pixels: int | None = None, stream_version: int | None = None,
 ) -> EncodeResult:
     """Compress an image; the full-detail API behind :func:`compress`.
 
@@ -78,7 +78,9 @@ def encode_image(
     this image first (Mentzer et al.: :mod:`imgcomp.systems.mentzer2018.refine`): smaller, better
     files for a slower encode. ``keep_metadata`` carries the input's EXIF (less its orientation)
     and sRGB ICC profile in a metadata section (:func:`imgcomp.io.read_metadata`). ``max_pixels``
-    overrides the pixel limit (:mod:`imgcomp.limits`)."""
+    overrides the pixel limit (:mod:`imgcomp.limits`). ``stream_version`` forces the system's
+    payload version (default: the system's choice for this model; for Mentzer et al. 2, exact on
+    every machine)."""
     started = time.perf_counter()
     if refine_steps < 0:
         raise ImgcompError(f"refine_steps must be >= 0, got {refine_steps}")
@@ -96,7 +98,9 @@ def encode_image(
     metadata = read_metadata(image) if keep_metadata else {}
     height, width = pixels.shape[:2]
     with limits.out_of_memory("encode", width, height):
-        return _encode_pixels(loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started, metadata)
+        return _encode_pixels(
+            loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started, metadata, stream_version
+        )
 
 
 def _pad_payload(payload: bytes, width: int, height: int, lowpass_bytes: int) -> bytes:
@@ -106,11 +110,15 @@ def _pad_payload(payload: bytes, width: int, height: int, lowpass_bytes: int) ->
     return payload + bytes(-(-missing // 4) * 4) if missing > 0 else payload
 
 
-def _encode_pixels(loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started, metadata) -> EncodeResult:
+def _encode_pixels(
+    loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started, metadata, stream_version
+) -> EncodeResult:
     height, width = pixels.shape[:2]
     system = loaded.system
     objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
-    encoded = system.encode(loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass)
+    extra = {} if stream_version is None else {"stream_version": stream_version}
+    encoded = system.encode(loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass, **extra)
+    stream_version = encoded.stream_version or system.stream_version
     bits = encoded.estimated_bits
     sections = {container.SECTION_SYSTEM: encoded.payload}
     decoded = encoded.reconstruct() if keep_reconstruction or lowpass is not None else None
@@ -121,7 +129,7 @@ def _encode_pixels(loaded, pixels, quality, keep_reconstruction, lowpass, refine
         offsets = fit_offsets(pixels, decoded, lowpass)
     if lowpass is not None:
         section = SymbolEncoder()
-        bits += encode_offsets(section, offsets, lowpass)
+        bits += encode_offsets(section, offsets, lowpass, system.lowpass_version(stream_version))
         sections[container.SECTION_LOWPASS] = section.finish()
     reconstruction = None
     if keep_reconstruction:
@@ -133,8 +141,8 @@ def _encode_pixels(loaded, pixels, quality, keep_reconstruction, lowpass, refine
     if metadata:
         sections[container.SECTION_METADATA] = container.pack_metadata(metadata)
     header = container.Header(
-        width, height, quality, container.model_tag(loaded.weights_sha256),
-        system_id(system.name), system.stream_version,
+        width, height, quality, system.model_tag(loaded.weights_sha256, loaded.path, stream_version),
+        system_id(system.name), stream_version,
     )
     data = container.pack(header, sections)
     return EncodeResult(
@@ -143,11 +151,18 @@ def _encode_pixels(loaded, pixels, quality, keep_reconstruction, lowpass, refine
     )
 
 
+def _tag_of(loaded: LoadedModel, stream_version: int) -> bytes | None:
+    try:
+        return loaded.system.model_tag(loaded.weights_sha256, loaded.path, stream_version)
+    except ImgcompError:  # e.g. a stream version this model cannot code
+        return None
+
+
 def _model_for(header: container.Header, model: ModelArg) -> LoadedModel:
     if model is None:
-        return find_model_by_tag(header.model_tag, header.system_id)
+        return find_model_by_tag(header.model_tag, header.system_id, header.stream_version)
     loaded = get_model(model)
-    if container.model_tag(loaded.weights_sha256) != header.model_tag:
+    if _tag_of(loaded, header.stream_version) != header.model_tag:
         raise ImgcompError(
             "file was made with a different model (its tag "
             f"{header.model_tag.hex()} does not match {loaded.weights_sha256[:4]})"
@@ -160,7 +175,12 @@ def _model_for(header: container.Header, model: ModelArg) -> LoadedModel:
 def read_file(data: bytes, model: ModelArg = None) -> tuple[container.Header, dict[int, bytes], LoadedModel]:
     """Parse a file and find its model (validated, nothing decoded yet)."""
     header, sections = container.unpack(data)
-    system_for_id(header.system_id)  # an unknown or unimplemented system says so first
+    system = system_for_id(header.system_id)  # an unknown or unimplemented system says so first
+    if header.stream_version not in system.readable_stream_versions:  # ... then a newer stream version
+        raise ImgcompError(
+            f"{system.name} stream version {header.stream_version} is not readable by this imgcomp "
+            f"(it reads {', '.join(map(str, system.readable_stream_versions))})"
+        )
     loaded = _model_for(header, model)
     _check_quality(loaded, header.quality)
     return header, sections, loaded
@@ -177,18 +197,16 @@ def decode_image(data: bytes, model: ModelArg = None, max_pixels: int | None = N
 
 def _decode_sections(header: container.Header, sections: dict[int, bytes], loaded: LoadedModel) -> np.ndarray:
     system = loaded.system
-    if header.stream_version not in system.readable_stream_versions:
-        raise ImgcompError(
-            f"{system.name} stream version {header.stream_version} is not readable by this imgcomp "
-            f"(it reads {', '.join(map(str, system.readable_stream_versions))})"
-        )
     decoded = system.decode(
         loaded, sections[container.SECTION_SYSTEM], header.width, header.height, header.quality, header.stream_version
     )
     if header.lowpass_in_payload:  # container v3: the layer continues the system's stream
-        offsets, settings = decode_offsets(decoded.decoder, header.height, header.width)
+        offsets, settings = decode_offsets(decoded.decoder, header.height, header.width)  # v3: stream version 1
     elif container.SECTION_LOWPASS in sections:
-        offsets, settings = decode_offsets(SymbolDecoder(sections[container.SECTION_LOWPASS]), header.height, header.width)
+        offsets, settings = decode_offsets(
+            SymbolDecoder(sections[container.SECTION_LOWPASS]), header.height, header.width,
+            system.lowpass_version(header.stream_version),
+        )
         if settings is None:
             raise ImgcompError("corrupt file: empty low-pass section")
     else:

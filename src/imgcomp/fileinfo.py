@@ -30,7 +30,7 @@ def describe(data: bytes) -> dict:
         raise ImgcompError(f"unknown system id {header.system_id} in file")
     implemented = system in available_systems()
     readable = implemented and header.stream_version in get_system(system).readable_stream_versions
-    model = shipped_name_by_tag(header.model_tag, header.system_id)
+    model = shipped_name_by_tag(header.model_tag, header.system_id, header.stream_version)
     pixels = header.width * header.height
     listed = [
         {"kind": kind, "name": container.SECTION_NAMES[kind], "bytes": len(section)}

@@ -91,23 +91,35 @@ def get_model(model: str | os.PathLike | LoadedModel | None = None) -> LoadedMod
     return _load_cached(str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else 0)
 
 
-def shipped_name_by_tag(tag: bytes, system_id: int | None = None) -> str | None:
-    """The ``system/model`` name of the shipped model whose weights' SHA-256 starts with ``tag``
-    (of system ``system_id``), None if none is installed; loads nothing."""
-    from imgcomp.systems.base import SYSTEM_IDS
+def shipped_name_by_tag(tag: bytes, system_id: int | None = None, stream_version: int | None = None) -> str | None:
+    """The ``system/model`` name of the shipped model whose tag is ``tag`` (of system
+    ``system_id``), None if none is installed; loads no model. For files of imgcomp 0.2-0.5
+    (``stream_version`` None) the tag is the first bytes of the weights' SHA-256; for later stream
+    versions the system's tag, which may cover more of the model's files
+    (:meth:`imgcomp.systems.base.System.model_tag`)."""
+    from imgcomp.systems import SYSTEM_IDS, get_system
 
     for name, folder in shipped_models().items():
-        if system_id is not None and SYSTEM_IDS.get(name.split("/")[0]) != system_id:
+        system_name = name.split("/")[0]
+        if system_id is not None and SYSTEM_IDS.get(system_name) != system_id:
             continue
         weights = folder / WEIGHTS_FILE
-        if bytes.fromhex(_weights_sha256(str(weights), weights.stat().st_mtime_ns)).startswith(tag):
+        sha256 = _weights_sha256(str(weights), weights.stat().st_mtime_ns)
+        if stream_version is None:
+            candidate = bytes.fromhex(sha256)[: len(tag)]
+        else:
+            try:
+                candidate = get_system(system_name).model_tag(sha256, folder, stream_version)
+            except ImgcompError:  # this model cannot code that stream version
+                continue
+        if candidate == tag:
             return name
     return None
 
 
-def find_model_by_tag(tag: bytes, system_id: int | None = None) -> LoadedModel:
-    """The shipped model whose weights' SHA-256 starts with ``tag`` (of system ``system_id``)."""
-    name = shipped_name_by_tag(tag, system_id)
+def find_model_by_tag(tag: bytes, system_id: int | None = None, stream_version: int | None = None) -> LoadedModel:
+    """The shipped model whose tag is ``tag`` (see :func:`shipped_name_by_tag`)."""
+    name = shipped_name_by_tag(tag, system_id, stream_version)
     if name is not None:
         return get_model(name)
     raise ImgcompError(

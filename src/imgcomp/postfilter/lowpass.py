@@ -13,11 +13,17 @@ can target the corrected output (:func:`correct_tensor`).
 
 Coding: each channel's offsets are predicted from the left neighbour (the first column from the
 one above), and the residuals are coded with a discretised Laplace distribution whose scale is
-sent per channel (one byte each).
+sent per channel (one byte each). Two codings of the Laplace rows exist (the ``version`` of
+:func:`encode_offsets` / :func:`decode_offsets`; the system's stream version picks it, see
+docs/format.md): 1 (imgcomp 0.3-0.5 and stream-version-1 files) computes them with numpy's float
+``exp`` and a float sum, whose last bits may differ between CPUs; 2 uses integer frequencies
+(:func:`exact_laplace_probabilities`), identical on every machine.
 """
 
 from __future__ import annotations
 
+import decimal
+import functools
 import math
 from dataclasses import dataclass
 
@@ -38,6 +44,9 @@ MAX_STEP = 16
 SCALE_UNIT = 4  # Laplace scale is sent in quarters: 1..255 -> 0.25..63.75
 CHUNK = 4096  # offsets per batch of probability rows (bounds memory on huge images)
 NO_SECTION_BITS = float(np.log2(len(BLOCK_SIZES) + 1))  # the block size code alone (0: no section)
+CODING_VERSIONS = (1, 2)  # 1: float Laplace rows (machine-dependent); 2: exact integer frequencies
+EXACT_TABLE_BITS = 20  # version 2: e[k] = round(2**20 exp(-k / scale))
+EXACT_FREQUENCY_BITS = 20  # version 2: frequencies sum to 2**20
 
 
 @dataclass(frozen=True)
@@ -232,6 +241,43 @@ def _laplace_rows(scale_code: int, radius: int, count: int) -> np.ndarray:
     return np.tile(row, (count, 1))
 
 
+@functools.lru_cache(maxsize=64)
+def exact_laplace_probabilities(scale_code: int, radius: int) -> np.ndarray:
+    """Version 2's row of the discretised Laplace(0, scale_code / SCALE_UNIT) on [-radius, radius]:
+    integer frequencies ``f`` (every one >= 1, sum ``2**EXACT_FREQUENCY_BITS``) as the exact float64
+    values ``f / 2**EXACT_FREQUENCY_BITS`` (read-only).
+
+    ``e[k] = round(2**20 exp(-k SCALE_UNIT / scale_code))`` by Python's ``decimal`` (its
+    arithmetic is exactly specified and its ``exp`` correctly rounded: no libm, no SIMD);
+    ``f = 1 + e (T - L) // sum(e)`` in integers, the remainder to the centre. So the range coder
+    gets bit-identical rows on every machine."""
+    if not (1 <= scale_code <= 255 and 0 <= radius):
+        raise ImgcompError(f"low-pass Laplace row out of range: scale {scale_code}, radius {radius}")
+    context = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
+    one = decimal.Decimal(1 << EXACT_TABLE_BITS)
+    e = []
+    for k in range(radius + 1):
+        exponent = context.divide(decimal.Decimal(-k * SCALE_UNIT), decimal.Decimal(scale_code))
+        e.append(int(context.multiply(one, context.exp(exponent)).to_integral_value(rounding=decimal.ROUND_HALF_EVEN)))
+    weights = np.array(e[:0:-1] + e, np.int64)  # -radius..radius
+    total, size = 1 << EXACT_FREQUENCY_BITS, 2 * radius + 1
+    if size >= total:
+        raise ImgcompError("low-pass alphabet larger than the frequency total")
+    freqs = 1 + weights * (total - size) // int(weights.sum())
+    freqs[radius] += total - int(freqs.sum())
+    row = freqs.astype(np.float64) * 2.0**-EXACT_FREQUENCY_BITS
+    row.flags.writeable = False
+    return row
+
+
+def _rows(scale_code: int, radius: int, count: int, version: int) -> np.ndarray:
+    if version == 1:
+        return _laplace_rows(scale_code, radius, count)
+    if version == 2:
+        return np.tile(exact_laplace_probabilities(scale_code, radius), (count, 1))
+    raise ImgcompError(f"unknown low-pass coding version {version}")
+
+
 def _header_bits() -> float:
     """The section's first symbols: block size code, then the step."""
     return NO_SECTION_BITS + float(np.log2(MAX_STEP))
@@ -256,8 +302,13 @@ def offset_bits(offsets: np.ndarray, settings: LowpassSettings) -> float:
     return bits
 
 
-def encode_offsets(encoder: SymbolEncoder, offsets: np.ndarray | None, settings: LowpassSettings | None) -> float:
-    """Push the correction section (or its absence) and return its ideal cost in bits."""
+def encode_offsets(
+    encoder: SymbolEncoder, offsets: np.ndarray | None, settings: LowpassSettings | None, version: int = 1
+) -> float:
+    """Push the correction section (or its absence) and return its ideal cost in bits.
+    ``version``: the coding of the Laplace rows (module doc; 2 is exact on every machine)."""
+    if version not in CODING_VERSIONS:
+        raise ImgcompError(f"unknown low-pass coding version {version}")
     if offsets is None or settings is None:
         encoder.push(np.array([0]), uniform_probabilities(len(BLOCK_SIZES) + 1))
         return NO_SECTION_BITS
@@ -273,14 +324,18 @@ def encode_offsets(encoder: SymbolEncoder, offsets: np.ndarray | None, settings:
         bits += float(np.log2(255))
         for start in range(0, len(values), CHUNK):
             chunk = values[start : start + CHUNK] + radius
-            rows = _laplace_rows(scale_code, radius, len(chunk))
+            rows = _rows(scale_code, radius, len(chunk), version)
             encoder.push(chunk, rows)
             bits += ideal_bits(rows, chunk)
     return bits
 
 
-def decode_offsets(decoder: SymbolDecoder, height: int, width: int) -> tuple[np.ndarray | None, LowpassSettings | None]:
-    """Pull the correction section for an image of ``height`` x ``width`` pixels."""
+def decode_offsets(
+    decoder: SymbolDecoder, height: int, width: int, version: int = 1
+) -> tuple[np.ndarray | None, LowpassSettings | None]:
+    """Pull the correction section for an image of ``height`` x ``width`` pixels (coded in ``version``)."""
+    if version not in CODING_VERSIONS:
+        raise ImgcompError(f"unknown low-pass coding version {version}")
     code = int(decoder.pull(uniform_probabilities(len(BLOCK_SIZES) + 1))[0])
     if code == 0:
         return None, None
@@ -291,7 +346,7 @@ def decode_offsets(decoder: SymbolDecoder, height: int, width: int) -> tuple[np.
     for _ in range(3):
         scale_code = int(decoder.pull(uniform_probabilities(255))[0]) + 1
         values = [
-            decoder.pull(_laplace_rows(scale_code, radius, min(CHUNK, bh * bw - start))) - radius
+            decoder.pull(_rows(scale_code, radius, min(CHUNK, bh * bw - start), version)) - radius
             for start in range(0, bh * bw, CHUNK)
         ]
         channels.append(np.concatenate(values).reshape(bh, bw))
@@ -301,11 +356,11 @@ def decode_offsets(decoder: SymbolDecoder, height: int, width: int) -> tuple[np.
     return offsets, settings
 
 
-def correct(original: np.ndarray, decoded: np.ndarray, settings: LowpassSettings) -> tuple[np.ndarray, float]:
+def correct(original: np.ndarray, decoded: np.ndarray, settings: LowpassSettings, version: int = 2) -> tuple[np.ndarray, float]:
     """What a decoder shows with the layer at fixed ``settings``: the corrected (H, W, 3) uint8
     image and the layer's cost in bits, exactly as the encoder codes it (training validates with it)."""
     from imgcomp.entropy import SymbolEncoder
 
     offsets = fit_offsets(original, decoded, settings)
-    bits = encode_offsets(SymbolEncoder(), offsets, settings)
+    bits = encode_offsets(SymbolEncoder(), offsets, settings, version)
     return apply_offsets(decoded, offsets, settings), bits

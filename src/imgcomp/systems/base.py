@@ -41,6 +41,7 @@ class Encoded:
     # The decoder's output for this payload, (H, W, 3) uint8: computed only when asked for (the
     # low-pass layer and keep_reconstruction need it).
     reconstruct: Callable[[], np.ndarray] = field(repr=False)
+    stream_version: int | None = None  # the stream version the payload is in (None: the system's default)
 
 
 @dataclass
@@ -68,9 +69,20 @@ class System(Protocol):
         """How many quality levels a loaded model offers (1..n)."""
 
     def encode(
-        self, loaded: Any, pixels: np.ndarray, quality: int, *, refine_steps: int = 0, objective_lowpass: Any = None
+        self, loaded: Any, pixels: np.ndarray, quality: int, *, refine_steps: int = 0, objective_lowpass: Any = None,
+        stream_version: int | None = None,
     ) -> Encoded:
-        """Code an (H, W, 3) uint8 image at ``quality``."""
+        """Code an (H, W, 3) uint8 image at ``quality`` (in ``stream_version``, default: the system's choice
+        for this model, reported in :attr:`Encoded.stream_version`)."""
+
+    def model_tag(self, weights_sha256: str, folder: Any, stream_version: int) -> bytes:
+        """The container's model tag for files of ``stream_version`` made with the model whose
+        weights have ``weights_sha256`` and whose folder is ``folder`` (it must cover every model
+        file the coded bytes depend on). Stream versions of imgcomp 0.2-0.5: the weights' SHA-256."""
+
+    def lowpass_version(self, stream_version: int) -> int:
+        """The coding of the low-pass section in files of ``stream_version``
+        (:mod:`imgcomp.postfilter.lowpass`: 1 float Laplace rows, 2 exact integer frequencies)."""
 
     def decode(self, loaded: Any, payload: bytes, width: int, height: int, quality: int, stream_version: int) -> Decoded:
         """Invert :meth:`encode`."""

@@ -19,8 +19,8 @@ class Mentzer2018:
     """The :class:`~imgcomp.systems.base.System` of Mentzer et al. 2018."""
 
     name = ARCHITECTURE
-    stream_version = 1
-    readable_stream_versions = (1,)
+    stream_version = 2  # P in exact integer arithmetic (1 for a model folder without its integer P)
+    readable_stream_versions = (1, 2)
     citation = (
         "F. Mentzer, E. Agustsson, M. Tschannen, R. Timofte, L. Van Gool. Conditional Probability "
         "Models for Deep Image Compression. CVPR 2018."
@@ -35,10 +35,23 @@ class Mentzer2018:
     def qualities(self, loaded) -> int:
         return loaded.config.importance_heads
 
-    def encode(self, loaded, pixels, quality, *, refine_steps=0, objective_lowpass=None):
+    def encode(self, loaded, pixels, quality, *, refine_steps=0, objective_lowpass=None, stream_version=None):
         from imgcomp.systems.mentzer2018 import stream
 
-        return stream.encode(loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass)
+        return stream.encode(
+            loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass,
+            stream_version=stream_version,
+        )
+
+    def model_tag(self, weights_sha256, folder, stream_version) -> bytes:
+        """Stream version 1: the weights' SHA-256; 2: SHA-256(weights SHA-256 || integer P's params SHA-256)."""
+        from imgcomp.systems.mentzer2018.tags import model_tag
+
+        return model_tag(weights_sha256, folder, stream_version)
+
+    def lowpass_version(self, stream_version) -> int:
+        """Stream version 2 files code the low-pass section exactly too (coding version 2)."""
+        return 2 if stream_version >= 2 else 1
 
     def decode(self, loaded, payload, width, height, quality, stream_version):
         from imgcomp.systems.mentzer2018 import stream

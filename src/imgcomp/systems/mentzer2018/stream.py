@@ -11,12 +11,24 @@ symbol; it makes low qualities much faster to code. The latent is split into til
 ``TILE_LATENT`` x ``TILE_LATENT`` (1024 x 1024 pixels) coded one after another, each with its own
 context, which bounds memory for large images. Decoding mirrors all of it and crops the padding.
 
-Stream version 1 (the only one): the wavefront's numpy arithmetic in schedule order, as written
-by imgcomp 0.2-0.5 in container versions 2 and 3 and since in version 4. A change to the
-arithmetic that turns P into probabilities needs a new stream version.
+Stream versions (the container's per-system stream version; docs/format.md):
+
+1. P's probabilities from the float wavefront (:mod:`.wavefront`): float32 BLAS products and
+   ``exp``, so the coded bytes depend on the machine (BLAS kernel, libm). Written by imgcomp
+   0.2-0.5 (container versions 2 and 3) and by this version for a model folder without an integer
+   P file; still read.
+2. (the default) P's frequencies from the integer-exact model
+   (:mod:`.integer_context`, the model folder's ``context-int.safetensors``): the same on every
+   machine. Everything else as version 1 (uniform ``K'``, tiles, schedule). Its files' model tag
+   covers the integer file too (:func:`model_tag`), and the low-pass section that goes with it is
+   coded with exact integer frequencies (``imgcomp.postfilter.lowpass``, coding version 2).
+
+A change to the arithmetic that turns P into probabilities needs a new stream version.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -27,9 +39,13 @@ from imgcomp.systems.base import Decoded, Encoded
 from imgcomp.systems.mentzer2018.config import DOWNSAMPLING
 from imgcomp.systems.mentzer2018.refine import refine_latent
 from imgcomp.systems.mentzer2018.wavefront import WavefrontContextModel
+from imgcomp.systems.mentzer2018.tags import (  # noqa: F401  (re-exported: part of the stream's surface)
+    CONTEXT_FILE, EXACT_STREAM_VERSION, FLOAT_STREAM_VERSION, _folder_params_sha256, context_file, model_tag,
+)
 from imgcomp.tensors import image_to_tensor, pad_to_multiple, tensor_to_image
 
-STREAM_VERSION = 1
+STREAM_VERSION = EXACT_STREAM_VERSION  # written by default
+READABLE_STREAM_VERSIONS = (FLOAT_STREAM_VERSION, EXACT_STREAM_VERSION)
 TILE_LATENT = 128
 MAX_CACHED_SCHEDULES = 4
 
@@ -57,6 +73,62 @@ def _wavefront(loaded, shape: tuple[int, int, int]) -> WavefrontContextModel:
         codec = loaded.model
         schedules[shape] = WavefrontContextModel(codec.context_model, codec.symbol_inputs(), shape)
     return schedules[shape]
+
+
+def integer_params(loaded):
+    """The loaded model's integer P (loaded once, cached on the model), or None without a file."""
+    cache = loaded.cache
+    if "integer_context" not in cache:
+        path = context_file(loaded.path)
+        if path is None:
+            cache["integer_context"] = None
+        else:
+            from imgcomp.systems.mentzer2018.integer_context import load
+
+            try:
+                params = load(path)
+            except (ValueError, OSError) as exc:
+                raise ImgcompError(f"{path}: cannot load the integer context model ({exc})") from None
+            built_from = params.meta.get("weights_sha256")
+            if built_from and loaded.weights_sha256 and built_from != loaded.weights_sha256:
+                warnings.warn(
+                    f"{path} was built from other weights than {loaded.path}'s: files stay exact but may be "
+                    "larger; rebuild it with python -m imgcomp.systems.mentzer2018.integer_context.build",
+                    stacklevel=3,
+                )
+            cache["integer_context"] = params
+    return cache["integer_context"]
+
+
+def default_stream_version(loaded) -> int:
+    """2 when the model has its integer P; else 1 (float P, machine-dependent), with a warning."""
+    if integer_params(loaded) is not None:
+        return EXACT_STREAM_VERSION
+    if not loaded.cache.get("warned_float_stream"):
+        loaded.cache["warned_float_stream"] = True
+        warnings.warn(
+            f"model {loaded.path} has no {CONTEXT_FILE}: writing stream version 1, whose files may not decode "
+            "on a machine with another CPU or BLAS (build it with python -m imgcomp.systems.mentzer2018.integer_context.build)",
+            stacklevel=3,
+        )
+    return FLOAT_STREAM_VERSION
+
+
+def _coder(loaded, shape: tuple[int, int, int], stream_version: int):
+    """The tile coder of ``stream_version``: float wavefront (1) or integer wavefront (2)."""
+    if stream_version == FLOAT_STREAM_VERSION:
+        return _wavefront(loaded, shape)
+    coders = loaded.cache.setdefault("integer_wavefront", {})
+    if shape not in coders:
+        params = integer_params(loaded)
+        if params is None:
+            raise ImgcompError(f"stream version 2 needs the model's {CONTEXT_FILE}, which {loaded.path} lacks")
+        if len(coders) >= MAX_CACHED_SCHEDULES:
+            coders.pop(next(iter(coders)))
+        from imgcomp.systems.mentzer2018.integer_context import IntegerWavefrontContextModel
+
+        coders[shape] = IntegerWavefrontContextModel(params, shape)
+    return coders[shape]
 
 
 def _active_channels(symbols: torch.Tensor, masked_out: int) -> int:
@@ -87,27 +159,41 @@ def image_symbols(loaded, pixels: np.ndarray, quality: int, refine_steps: int = 
         return codec.context_symbols(codec.quantizer.symbols(z), mask)[0]
 
 
-def encode(loaded, pixels: np.ndarray, quality: int, *, refine_steps: int = 0, objective_lowpass=None) -> Encoded:
-    """Code an image: ``K'`` and the active channels' symbols, tile by tile."""
-    height, width = pixels.shape[:2]
-    symbols = image_symbols(loaded, pixels, quality, refine_steps, objective_lowpass)
+def encode_symbols(loaded, symbols: torch.Tensor, stream_version: int) -> tuple[bytes, float]:
+    """The payload of a symbol volume (K, h, w) and its ideal cost in bits."""
     with torch.no_grad():
         active = _active_channels(symbols, loaded.model.masked_out_symbol())
         encoder = SymbolEncoder()
         bits = _code_active_channels(encoder, active, symbols.shape[0])
         for top, left, th, tw in latent_tiles(*symbols.shape[1:]) if active else []:
             tile = symbols[:active, top : top + th, left : left + tw].contiguous()
-            bits += _wavefront(loaded, tuple(tile.shape)).encode(tile, encoder)
-    payload = encoder.finish()
+            coder = _coder(loaded, tuple(tile.shape), stream_version)
+            bits += coder.encode(tile if stream_version == FLOAT_STREAM_VERSION else tile.numpy(), encoder)
+    return encoder.finish(), bits
+
+
+def encode(
+    loaded, pixels: np.ndarray, quality: int, *, refine_steps: int = 0, objective_lowpass=None,
+    stream_version: int | None = None,
+) -> Encoded:
+    """Code an image: ``K'`` and the active channels' symbols, tile by tile, in ``stream_version``
+    (default: 2 if the model has its integer P, else 1)."""
+    if stream_version is None:
+        stream_version = default_stream_version(loaded)
+    elif stream_version not in READABLE_STREAM_VERSIONS:
+        raise ImgcompError(f"mentzer2018 writes stream versions {READABLE_STREAM_VERSIONS}, not {stream_version}")
+    height, width = pixels.shape[:2]
+    symbols = image_symbols(loaded, pixels, quality, refine_steps, objective_lowpass)
+    payload, bits = encode_symbols(loaded, symbols, stream_version)
 
     def decoded() -> np.ndarray:
         with torch.no_grad():
             return reconstruct(loaded.model, symbols, height, width)
 
-    return Encoded(payload, bits, decoded)
+    return Encoded(payload, bits, decoded, stream_version)
 
 
-def decode_symbols(loaded, decoder: SymbolDecoder, height: int, width: int) -> torch.Tensor:
+def decode_symbols(loaded, decoder: SymbolDecoder, height: int, width: int, stream_version: int = FLOAT_STREAM_VERSION) -> torch.Tensor:
     """Pull the symbol volume (K, h, w) of an image of ``height`` x ``width`` from ``decoder``."""
     K = loaded.config.latent_channels
     h, w = latent_size(height, width)
@@ -115,16 +201,19 @@ def decode_symbols(loaded, decoder: SymbolDecoder, height: int, width: int) -> t
     active = int(decoder.pull(uniform_probabilities(K + 1))[0])
     with torch.no_grad():
         for top, left, th, tw in latent_tiles(h, w) if active else []:
-            symbols[:active, top : top + th, left : left + tw] = _wavefront(loaded, (active, th, tw)).decode(decoder)
+            tile = _coder(loaded, (active, th, tw), stream_version).decode(decoder)
+            symbols[:active, top : top + th, left : left + tw] = torch.as_tensor(tile)
     return symbols
 
 
 def decode(loaded, payload: bytes, width: int, height: int, quality: int, stream_version: int) -> Decoded:
     """Decode a payload to pixels; the decoder is returned for what follows in the same stream."""
-    if stream_version != STREAM_VERSION:
-        raise ImgcompError(f"mentzer2018 stream version {stream_version} is not readable (this imgcomp reads {STREAM_VERSION})")
+    if stream_version not in READABLE_STREAM_VERSIONS:
+        raise ImgcompError(
+            f"mentzer2018 stream version {stream_version} is not readable (this imgcomp reads "
+            f"{', '.join(map(str, READABLE_STREAM_VERSIONS))})")
     decoder = SymbolDecoder(payload)
-    symbols = decode_symbols(loaded, decoder, height, width)
+    symbols = decode_symbols(loaded, decoder, height, width, stream_version)
     with torch.no_grad():
         pixels = reconstruct(loaded.model, symbols, height, width)
     return Decoded(pixels, decoder)

@@ -9,6 +9,10 @@ OpenBLAS reports. The ``int`` child imports no torch.
 ``python -m imgcomp.systems.mentzer2018.integer_context.crosscheck measure [--float]`` runs the whole matrix on the
 demo image's latent (``OPENBLAS_CORETYPE`` in :data:`CORETYPES` x thread counts 1 and 2; encoder in
 each setting, decoder in each other one) and prints how many pairs decode.
+
+Whole files: ``tests/cross_file.py`` encodes and decodes real files with the API in fresh
+processes, each under a BLAS kernel, thread count and ``ATEN_CPU_CAPABILITY`` of
+:func:`file_environment`.
 """
 
 from __future__ import annotations
@@ -166,6 +170,21 @@ def run_child_encode(mode: str, folder: Path, coretype: str, threads: int) -> st
         [sys.executable, "-m", "imgcomp.systems.mentzer2018.integer_context.crosscheck", "encode", mode, str(folder)],
         env=env, capture_output=True, text=True, timeout=300, check=True)
     return out.stdout.strip().splitlines()[-1]
+
+
+ATEN_CAPABILITIES = ("default", "avx2")
+
+
+def file_environment(coretype: str | None, threads: int, aten: str | None = None) -> dict[str, str]:
+    """A child's environment: OpenBLAS kernel and threads (:func:`blas_environment`), torch's
+    threads and its CPU kernels (``ATEN_CPU_CAPABILITY``: default, avx2, avx512)."""
+    env = blas_environment(coretype, threads)
+    env["IMGCOMP_TORCH_THREADS"] = str(threads)
+    if aten:
+        env["ATEN_CPU_CAPABILITY"] = aten
+    else:
+        env.pop("ATEN_CPU_CAPABILITY", None)
+    return env
 
 
 def main(argv: list[str]) -> None:
