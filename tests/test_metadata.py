@@ -139,7 +139,10 @@ def test_target_size_counts_the_metadata() -> None:
 
     jpeg = photo_jpeg()
     plain = encode_to_target(jpeg, max_bytes=10**6)
-    budget = len(plain.result.data) + 100  # the largest plain file fits; with its metadata it would not
+    largest = encode_to_target(jpeg, max_bytes=10**6, keep_metadata=True)
+    overhead = largest.result.metadata_bytes + 1 + len(container._varint(largest.result.metadata_bytes))  # + table entry
+    assert len(largest.result.data) - len(plain.result.data) == overhead
+    budget = len(largest.result.data) - 1  # the largest file with its metadata no longer fits
     kept = encode_to_target(jpeg, max_bytes=budget, keep_metadata=True)
     assert len(kept.result.data) <= budget and kept.result.metadata_bytes > 100
     assert set(read_metadata_section(kept.result.data)) == {"icc_profile", "exif"}
