@@ -79,28 +79,32 @@ def main(argv=None) -> None:
 
 
 def timing(loaded, paths, qualities, runs: int) -> None:
-    """Median wall seconds of whole-file encode (API defaults: low-pass search) and decode."""
+    """Wall seconds of whole-file encode (API defaults: low-pass search) and decode, the two
+    versions alternating run by run (a loaded machine slows both alike); median and minimum."""
     import statistics
 
     import torch
 
-    print(f"torch threads {torch.get_num_threads()}, {runs} runs, median seconds")
+    print(f"torch threads {torch.get_num_threads()}, {runs} runs per version, alternating; median (min) seconds")
     for path in paths:
         pixels = load_image(path)
         for q in qualities:
+            times = {v: ([], []) for v in (1, 2)}
+            sizes = {}
             for version in (1, 2):
                 encode_image(pixels, q, loaded, stream_version=version)  # warm: schedules, caches
-                enc, dec = [], []
-                for _ in range(runs):
+            for _ in range(runs):
+                for version in (1, 2):
                     start = time.perf_counter()
                     data = encode_image(pixels, q, loaded, stream_version=version).data
-                    enc.append(time.perf_counter() - start)
+                    times[version][0].append(time.perf_counter() - start)
                     start = time.perf_counter()
                     decode_image(data, loaded)
-                    dec.append(time.perf_counter() - start)
-                print(f"{Path(path).stem} q{q} v{version}: encode {statistics.median(enc):.3f} s, decode "
-                      f"{statistics.median(dec):.3f} s ({len(data)} bytes; all encode {[round(x, 3) for x in enc]}, "
-                      f"decode {[round(x, 3) for x in dec]})", flush=True)
+                    times[version][1].append(time.perf_counter() - start)
+                    sizes[version] = len(data)
+            for version, (enc, dec) in times.items():
+                print(f"{Path(path).stem} q{q} v{version}: encode {statistics.median(enc):.3f} ({min(enc):.3f}) s, decode "
+                      f"{statistics.median(dec):.3f} ({min(dec):.3f}) s, {sizes[version]} bytes", flush=True)
 
 
 if __name__ == "__main__":
