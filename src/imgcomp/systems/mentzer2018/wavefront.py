@@ -32,45 +32,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from threadpoolctl import ThreadpoolController
 
+from imgcomp.entropy.blas import single_threaded_blas
 from imgcomp.entropy.range_coder import SymbolDecoder, SymbolEncoder, coder_probabilities, ideal_bits
 from imgcomp.systems.mentzer2018.context_model import ContextModel3D, MaskedConv3d
 
 WAVEFRONT_WEIGHTS = (4, 2, 1)  # t = 4c + 2h + w
 
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limiter = None  # threadpoolctl's limiter while any coder runs
-_threadpools: ThreadpoolController | None = None
 _workers: ThreadPoolExecutor | None = None
 _workers_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Keep the BLAS behind numpy on one thread while any wavefront runs in this process.
-
-    OpenBLAS gives different float results for the same product on 1 and 2 threads (and gains
-    nothing at these sizes), so without this the probabilities would depend on the machine's or
-    the caller's thread count. The limit is process-wide: it is set when the first coder starts and
-    lifted when the last one ends, so coders in several Python threads do not undo each other's.
-    """
-    global _blas_users, _blas_limiter, _threadpools
-    with _blas_lock:
-        if _blas_users == 0:
-            if _threadpools is None:  # finding the loaded libraries takes milliseconds: once
-                _threadpools = ThreadpoolController()
-            _blas_limiter = _threadpools.limit(limits=1, user_api="blas")
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
 
 
 def _run_in_parallel(tasks: list[Callable[[], None]]) -> None:

@@ -20,40 +20,12 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from imgcomp.entropy.blas import single_threaded_blas
 from imgcomp.systems.mentzer2018.integer_context.model import (
     WAVEFRONT_WEIGHTS, FastLayer, IntegerContextParams, frequencies_float, ideal_bits,
 )
 
 ENCODE_CHUNK = 2048  # rows per product in the encoder's layer-by-layer pass (8192: 2x slower, cache misses)
-
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limiter = None
-_controller = None
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread while a coder runs: for speed only (small products gain nothing from
-    threads); the results are exact either way."""
-    global _blas_users, _blas_limiter, _controller
-    with _blas_lock:
-        if _blas_users == 0:
-            from threadpoolctl import ThreadpoolController
-
-            if _controller is None:
-                _controller = ThreadpoolController()
-            _blas_limiter = _controller.limit(limits=1, user_api="blas")
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
-
 
 class SymbolSink(Protocol):
     def push(self, symbols: np.ndarray, probabilities: np.ndarray) -> None: ...
@@ -184,7 +156,7 @@ class IntegerWavefrontContextModel:
         ordered = np.asarray(symbols).ravel()[self.raster_order]
         n = ordered.size
         out = np.empty((n, self.num_symbols), np.float64)
-        with self._buffers() as buffers, _one_blas_thread():
+        with self._buffers() as buffers, single_threaded_blas():
             buffers[0][1:] = self.inputs_f[ordered]
             if by_step:
                 for step in range(self.num_steps):
@@ -212,7 +184,7 @@ class IntegerWavefrontContextModel:
         ordered = np.asarray(symbols).ravel()[self.raster_order]
         n = ordered.size
         logits = np.empty((n, self.num_symbols), self.dtype)
-        with self._buffers() as buffers, _one_blas_thread():
+        with self._buffers() as buffers, single_threaded_blas():
             buffers[0][1:] = self.inputs_f[ordered]
             for step in range(self.num_steps):
                 lo, hi = self.bounds[step], self.bounds[step + 1]
@@ -239,7 +211,7 @@ class IntegerWavefrontContextModel:
     def decode(self, decoder: SymbolSource) -> np.ndarray:
         """Decode a (K, H, W) volume of symbol indices (int64 numpy array)."""
         ordered = np.empty(int(np.prod(self.shape)), np.int64)
-        with self._buffers() as buffers, _one_blas_thread():
+        with self._buffers() as buffers, single_threaded_blas():
             for step in range(self.num_steps):
                 lo, hi = self.bounds[step], self.bounds[step + 1]
                 freqs = self.step_frequencies(buffers, step)
