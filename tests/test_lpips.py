@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from imgcomp import lpips as L
 from imgcomp.errors import ImgcompError
+from imgcomp.io import file_sha256
 from lpips_synthetic import synthetic_backbone
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lpips"
@@ -291,7 +292,7 @@ def fake_wheel(folder: Path, payloads: dict[str, bytes] | None = None) -> tuple[
             archive.writestr(name, data)
     members = {net: (member, hashlib.sha256(payloads[net]).hexdigest())
                for net, (member, _) in pinned.members.items()}
-    return path, replace(pinned, sha256=L.sha256_of(path), members=members)
+    return path, replace(pinned, sha256=file_sha256(path), members=members)
 
 
 def test_extract_wheel_checks_the_wheel_and_each_member(tmp_path, monkeypatch) -> None:

@@ -50,6 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from imgcomp.errors import ImgcompError
+from imgcomp.io import file_sha256
 
 NETS = ("alex", "vgg")
 VARIANTS = ("shift_tolerant", "original")
@@ -115,14 +116,6 @@ def cache_dir() -> Path:
     return Path(base) / "imgcomp" / "lpips"
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _weights_path(net: str, directory: Path | None = None) -> Path:
     member, _ = STLPIPS_WHEEL.members[net]
     folder = (directory or cache_dir()) / f"stlpips-{STLPIPS_WHEEL.version}"
@@ -132,7 +125,7 @@ def _weights_path(net: str, directory: Path | None = None) -> Path:
 def weights_available(net: str = "alex", directory: Path | None = None) -> bool:
     """Whether the ST-LPIPS weights of ``net`` are in the cache (checked by SHA-256)."""
     path = _weights_path(net, directory)
-    return path.is_file() and sha256_of(path) == STLPIPS_WHEEL.members[net][1]
+    return path.is_file() and file_sha256(path) == STLPIPS_WHEEL.members[net][1]
 
 
 def extract_wheel(wheel: str | os.PathLike, directory: Path | None = None,
@@ -143,7 +136,7 @@ def extract_wheel(wheel: str | os.PathLike, directory: Path | None = None,
     wheel = Path(wheel)
     if not wheel.is_file():
         raise ImgcompError(f"{wheel}: no such file")
-    actual = sha256_of(wheel)
+    actual = file_sha256(wheel)
     if actual != pinned.sha256:
         raise ImgcompError(
             f"{wheel}: SHA-256 {actual} is not that of {pinned.filename} ({pinned.sha256})"
