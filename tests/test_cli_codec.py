@@ -120,3 +120,16 @@ def test_target_size_on_the_command_line(photos, tmp_path: Path) -> None:
     assert too_small.returncode == 2 and b"smallest is" in too_small.stderr and not (tmp_path / "q.icz").exists()
     both = run("encode", str(tmp_path / "p.png"), "--target-size", "900", "--quality", "2", "--force")
     assert both.returncode == 2 and b"--target-size" in both.stderr
+
+
+def test_encode_variants_write_what_encode_image_writes(photos) -> None:
+    """The target search's shortcut: one system encode, several low-pass sections, the same bytes."""
+    from imgcomp.api import encode_variants
+    from imgcomp.postfilter.lowpass import AUTO, LowpassSettings
+    from imgcomp.zoo import get_model
+
+    options = [None, AUTO, LowpassSettings(16, 2), LowpassSettings(64, 8)]
+    variants = encode_variants(photos[2], 3, get_model(), options)
+    for option, variant in zip(options, variants):
+        expected = encode_image(photos[2], 3, lowpass=option)
+        assert variant.data == expected.data and variant.lowpass == expected.lowpass

@@ -89,18 +89,19 @@ def encode_image(
     loaded = get_model(model)
     quality = _check_quality(loaded, quality)
 
-    def check_size(width: int, height: int) -> None:
-        if height * width > container.MAX_PIXELS or max(height, width) > container.MAX_SIDE:
-            raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
-        limits.check_image("encode", width, height, max_pixels)
-
-    pixels = load_image(image, size_check=check_size)
+    pixels = load_image(image, size_check=lambda width, height: _check_size(width, height, max_pixels))
     metadata = read_metadata(image) if keep_metadata else {}
     height, width = pixels.shape[:2]
     with limits.out_of_memory("encode", width, height):
         return _encode_pixels(
             loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started, metadata, stream_version
         )
+
+
+def _check_size(width: int, height: int, max_pixels: int | None) -> None:
+    if height * width > container.MAX_PIXELS or max(height, width) > container.MAX_SIDE:
+        raise ImgcompError(f"image {width}x{height} is too large for the .icz format")
+    limits.check_image("encode", width, height, max_pixels)
 
 
 def _pad_payload(payload: bytes, width: int, height: int, lowpass_bytes: int) -> bytes:
@@ -113,15 +114,29 @@ def _pad_payload(payload: bytes, width: int, height: int, lowpass_bytes: int) ->
 def _encode_pixels(
     loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started, metadata, stream_version
 ) -> EncodeResult:
+    objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
+    encoded = _system_encode(loaded, pixels, quality, refine_steps, objective_lowpass, stream_version)
+    decoded = encoded.reconstruct() if keep_reconstruction or lowpass is not None else None
+    return _finish_file(loaded, pixels, quality, encoded, decoded, lowpass, keep_reconstruction, metadata, started)
+
+
+def _system_encode(loaded, pixels, quality, refine_steps, objective_lowpass, stream_version):
+    extra = {} if stream_version is None else {"stream_version": stream_version}
+    return loaded.system.encode(
+        loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass, **extra
+    )
+
+
+def _finish_file(
+    loaded, pixels, quality, encoded, decoded, lowpass, keep_reconstruction, metadata, started
+) -> EncodeResult:
+    """The file of a system encode with the low-pass layer ``lowpass`` (fitted on ``decoded``, the
+    system's reconstruction), padded to the container's floor, with its metadata section."""
     height, width = pixels.shape[:2]
     system = loaded.system
-    objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
-    extra = {} if stream_version is None else {"stream_version": stream_version}
-    encoded = system.encode(loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass, **extra)
     stream_version = encoded.stream_version or system.stream_version
     bits = encoded.estimated_bits
     sections = {container.SECTION_SYSTEM: encoded.payload}
-    decoded = encoded.reconstruct() if keep_reconstruction or lowpass is not None else None
     offsets = None
     if lowpass == AUTO:
         lowpass, offsets = choose_lowpass(pixels, decoded, bits)
@@ -149,6 +164,28 @@ def _encode_pixels(
         data, width, height, quality, bits, payload_bytes, time.perf_counter() - started, reconstruction, lowpass,
         len(sections.get(container.SECTION_METADATA, b"")),
     )
+
+
+def encode_variants(
+    pixels: np.ndarray, quality: int, loaded: LoadedModel, lowpass_options: list,
+    metadata: dict[str, bytes] | None = None,
+) -> list[EncodeResult]:
+    """The files :func:`encode_image` writes for ``pixels`` at ``quality`` with each of
+    ``lowpass_options`` (``"auto"``, ``None`` or :class:`LowpassSettings`), byte for byte, from one
+    system encode: without refinement the system's payload does not depend on the low-pass layer.
+    ``pixels`` is an (H, W, 3) uint8 array (:func:`imgcomp.io.load_image`); ``metadata`` as
+    :func:`imgcomp.io.read_metadata` gives it."""
+    started = time.perf_counter()
+    quality = _check_quality(loaded, quality)
+    height, width = pixels.shape[:2]
+    _check_size(width, height, None)
+    with limits.out_of_memory("encode", width, height):
+        encoded = _system_encode(loaded, pixels, quality, 0, None, None)
+        decoded = encoded.reconstruct() if any(option is not None for option in lowpass_options) else None
+        return [
+            _finish_file(loaded, pixels, quality, encoded, decoded, option, False, metadata or {}, started)
+            for option in lowpass_options
+        ]
 
 
 def _tag_of(loaded: LoadedModel, stream_version: int) -> bytes | None:
