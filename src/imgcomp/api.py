@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 
@@ -21,14 +21,19 @@ from imgcomp import container, limits
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
 from imgcomp.errors import ImgcompError
 from imgcomp.io import ImageSource, load_image, read_metadata
-from imgcomp.models.export import LoadedModel
 from imgcomp.postfilter.lowpass import (
-    AUTO, DEFAULT_LOWPASS, LowpassSettings, apply_offsets, choose_lowpass, decode_offsets, encode_offsets, fit_offsets,
+    AUTO, DEFAULT_LOWPASS, LowpassSettings, apply_offsets, apply_offsets_numpy, choose_lowpass, decode_offsets,
+    encode_offsets, fit_offsets,
 )
 from imgcomp.systems import system_for_id, system_id
-from imgcomp.zoo import find_model_by_tag, get_model
+from imgcomp.zoo import find_model_by_tag, get_model, get_torch_free_model, model_folder, require_shipped_name_by_tag
 
-ModelArg = str | os.PathLike | LoadedModel | None
+if TYPE_CHECKING:  # loading a torch model imports torch; decoding a file may need none (engine "numpy")
+    from imgcomp.models.export import LoadedModel
+
+ModelArg = Union[str, os.PathLike, "LoadedModel", None]
+Engine = Literal["auto", "numpy", "torch"]
+ENGINES = ("auto", "numpy", "torch")
 
 
 @dataclass
@@ -188,17 +193,14 @@ def encode_variants(
         ]
 
 
-def _tag_of(loaded: LoadedModel, stream_version: int) -> bytes | None:
+def _tag_of(loaded, stream_version: int) -> bytes | None:
     try:
         return loaded.system.model_tag(loaded.weights_sha256, loaded.path, stream_version)
     except ImgcompError:  # e.g. a stream version this model cannot code
         return None
 
 
-def _model_for(header: container.Header, model: ModelArg) -> LoadedModel:
-    if model is None:
-        return find_model_by_tag(header.model_tag, header.system_id, header.stream_version)
-    loaded = get_model(model)
+def _check_model_matches(header: container.Header, loaded) -> None:
     if _tag_of(loaded, header.stream_version) != header.model_tag:
         raise ImgcompError(
             "file was made with a different model (its tag "
@@ -206,11 +208,36 @@ def _model_for(header: container.Header, model: ModelArg) -> LoadedModel:
         )
     if system_id(loaded.system.name) != header.system_id:
         raise ImgcompError(f"file was made by system id {header.system_id}, not by {loaded.system.name}")
+
+
+def _model_for(header: container.Header, model: ModelArg) -> LoadedModel:
+    if model is None:
+        return find_model_by_tag(header.model_tag, header.system_id, header.stream_version)
+    loaded = get_model(model)
+    _check_model_matches(header, loaded)
     return loaded
 
 
-def read_file(data: bytes, model: ModelArg = None) -> tuple[container.Header, dict[int, bytes], LoadedModel]:
-    """Parse a file and find its model (validated, nothing decoded yet)."""
+def _torch_free_model_for(header: container.Header, model: ModelArg) -> Any | None:
+    """The file's model loaded for decoding without torch, or None where that is not possible
+    (the system or stream version needs torch, ``model`` is a loaded torch model, sharded weights)."""
+    from imgcomp.models.torch_free import supports_torch_free
+
+    if not supports_torch_free(system_for_id(header.system_id), header.stream_version):
+        return None
+    if model is None:
+        loaded = get_torch_free_model(
+            require_shipped_name_by_tag(header.model_tag, header.system_id, header.stream_version))
+    elif isinstance(model, (str, os.PathLike)):
+        loaded = get_torch_free_model(model_folder(model))
+        if loaded is not None:
+            _check_model_matches(header, loaded)
+    else:
+        return None
+    return loaded
+
+
+def _parse(data: bytes) -> tuple[container.Header, dict[int, bytes]]:
     header, sections = container.unpack(data)
     system = system_for_id(header.system_id)  # an unknown or unimplemented system says so first
     if header.stream_version not in system.readable_stream_versions:  # ... then a newer stream version
@@ -218,21 +245,50 @@ def read_file(data: bytes, model: ModelArg = None) -> tuple[container.Header, di
             f"{system.name} stream version {header.stream_version} is not readable by this imgcomp "
             f"(it reads {', '.join(map(str, system.readable_stream_versions))})"
         )
+    return header, sections
+
+
+def read_file(data: bytes, model: ModelArg = None) -> tuple[container.Header, dict[int, bytes], LoadedModel]:
+    """Parse a file and find its (torch) model (validated, nothing decoded yet)."""
+    header, sections = _parse(data)
     loaded = _model_for(header, model)
     _check_quality(loaded, header.quality)
     return header, sections, loaded
 
 
-def decode_image(data: bytes, model: ModelArg = None, max_pixels: int | None = None) -> np.ndarray:
+def _decoding_model(header: container.Header, model: ModelArg, engine: str):
+    """The model that decodes this file with ``engine`` (module doc of :func:`decode_image`)."""
+    if engine not in ENGINES:
+        raise ImgcompError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    loaded = None if engine == "torch" else _torch_free_model_for(header, model)
+    if loaded is None:
+        if engine == "numpy":
+            raise ImgcompError(
+                f"this file (stream version {header.stream_version}) or model cannot be decoded without torch; "
+                "use engine 'torch'")
+        loaded = _model_for(header, model)
+    _check_quality(loaded, header.quality)
+    return loaded
+
+
+def decode_image(
+    data: bytes, model: ModelArg = None, max_pixels: int | None = None, engine: Engine = "auto",
+) -> np.ndarray:
     """Decompress to an (H, W, 3) uint8 array; ``max_pixels`` overrides the pixel limit
-    (:mod:`imgcomp.limits`)."""
-    header, sections, loaded = read_file(data, model)
+    (:mod:`imgcomp.limits`).
+
+    ``engine``: ``"numpy"`` decodes without importing torch (exact integer P, numpy synthesis;
+    stream version 2 files of a model folder with ``model.safetensors``), ``"torch"`` with the torch
+    model (every file; the cross-check), ``"auto"`` (default) the first where possible. The symbols
+    are the same either way; pixels may differ by a rounding step (docs/format.md)."""
+    header, sections = _parse(data)
+    loaded = _decoding_model(header, model, engine)
     limits.check_image("decode", header.width, header.height, max_pixels)
     with limits.out_of_memory("decode", header.width, header.height):
         return _decode_sections(header, sections, loaded)
 
 
-def _decode_sections(header: container.Header, sections: dict[int, bytes], loaded: LoadedModel) -> np.ndarray:
+def _decode_sections(header: container.Header, sections: dict[int, bytes], loaded) -> np.ndarray:
     system = loaded.system
     decoded = system.decode(
         loaded, sections[container.SECTION_SYSTEM], header.width, header.height, header.quality, header.stream_version
@@ -248,7 +304,9 @@ def _decode_sections(header: container.Header, sections: dict[int, bytes], loade
             raise ImgcompError("corrupt file: empty low-pass section")
     else:
         settings = None
-    return decoded.pixels if settings is None else apply_offsets(decoded.pixels, offsets, settings)
+    if settings is None:
+        return decoded.pixels
+    return (apply_offsets_numpy if getattr(loaded, "torch_free", False) else apply_offsets)(decoded.pixels, offsets, settings)
 
 
 def read_metadata_section(data: bytes) -> dict[str, bytes]:
@@ -276,11 +334,15 @@ def compress(
     ).data
 
 
-def decompress(data: bytes, model: ModelArg = None, as_array: bool = False, max_pixels: int | None = None):
+def decompress(
+    data: bytes, model: ModelArg = None, as_array: bool = False, max_pixels: int | None = None,
+    engine: Engine = "auto",
+):
     """Decompress ``.icz`` bytes to a PIL image (or an (H, W, 3) uint8 array). A file made with
     ``keep_metadata`` gives the image ``info["icc_profile"]`` and ``info["exif"]`` (as Pillow's
-    readers do, so ``image.save(..., exif=image.info["exif"])`` works)."""
-    pixels = decode_image(data, model, max_pixels=max_pixels)
+    readers do, so ``image.save(..., exif=image.info["exif"])`` works). ``engine``: as
+    :func:`decode_image` (by default without torch where the file allows)."""
+    pixels = decode_image(data, model, max_pixels=max_pixels, engine=engine)
     if as_array:
         return pixels
     from PIL import Image

@@ -91,6 +91,25 @@ def get_model(model: str | os.PathLike | LoadedModel | None = None) -> LoadedMod
     return _load_cached(str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else 0)
 
 
+@lru_cache(maxsize=8)
+def _load_torch_free_cached(folder: str, mtime_ns: int):
+    from imgcomp.models.torch_free import load_torch_free_model
+
+    weights = Path(folder) / WEIGHTS_FILE
+    return load_torch_free_model(folder, _weights_sha256(str(weights), mtime_ns) if weights.is_file() else None)
+
+
+def get_torch_free_model(model: str | os.PathLike):
+    """A model by shipped name or folder, loaded for decoding without torch
+    (:mod:`imgcomp.models.torch_free`); None where that is not possible (its system has no
+    torch-free decoder, or its weights are sharded)."""
+    folder = model_folder(model)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        return None
+    return _load_torch_free_cached(str(folder.resolve()), weights.stat().st_mtime_ns)
+
+
 def shipped_name_by_tag(tag: bytes, system_id: int | None = None, stream_version: int | None = None) -> str | None:
     """The ``system/model`` name of the shipped model whose tag is ``tag`` (of system
     ``system_id``), None if none is installed; loads no model. For files of imgcomp 0.2-0.5
@@ -117,11 +136,16 @@ def shipped_name_by_tag(tag: bytes, system_id: int | None = None, stream_version
     return None
 
 
+def require_shipped_name_by_tag(tag: bytes, system_id: int | None = None, stream_version: int | None = None) -> str:
+    """:func:`shipped_name_by_tag`, with a clear error where no installed model has the tag."""
+    name = shipped_name_by_tag(tag, system_id, stream_version)
+    if name is None:
+        raise ImgcompError(
+            f"file was made with a model that is not installed (tag {tag.hex()}); pass it with --model"
+        )
+    return name
+
+
 def find_model_by_tag(tag: bytes, system_id: int | None = None, stream_version: int | None = None) -> LoadedModel:
     """The shipped model whose tag is ``tag`` (see :func:`shipped_name_by_tag`)."""
-    name = shipped_name_by_tag(tag, system_id, stream_version)
-    if name is not None:
-        return get_model(name)
-    raise ImgcompError(
-        f"file was made with a model that is not installed (tag {tag.hex()}); pass it with --model"
-    )
+    return get_model(require_shipped_name_by_tag(tag, system_id, stream_version))

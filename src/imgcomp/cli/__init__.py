@@ -48,12 +48,23 @@ def _root(
     """Learned lossy image compression."""
 
 
-def _register_commands() -> None:
-    from imgcomp.cli import bench, codec, data, demo, evaluate, train
+# Which module of this package owns each top-level command. A run of one known command imports
+# only its module (``imgcomp decode`` starts without the training and evaluation code); anything
+# else (help, completion, an unknown word) registers them all.
+COMMAND_MODULES = {
+    "demo": "demo", "encode": "codec", "decode": "codec", "info": "codec", "data": "data",
+    "eval": "evaluate", "report": "evaluate", "compare": "evaluate", "codecs": "evaluate",
+    "train": "train", "visualize": "train", "bench": "bench", "metric": "metric",
+}
 
-    for module in (demo, codec, data, evaluate, train, bench):
-        module.register(app)
-    from imgcomp.cli import metric; metric.register(app)  # noqa: E702
+
+def _register_commands(argv: list[str] | None = None) -> None:
+    import importlib
+
+    first = (argv or [None])[0]
+    modules = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in modules:
+        importlib.import_module(f"imgcomp.cli.{name}").register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -63,7 +74,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main() -> None:
     """Console entry point."""
     warnings.showwarning = _show_warning
-    _register_commands()
+    _register_commands(sys.argv[1:])
     try:
         app()
     except ImgcompError as exc:

@@ -104,9 +104,14 @@ def _set_max_pixels(max_pixels: int | None) -> None:
 
 
 def _worker_init(threads: int) -> None:
-    import torch
+    """Split the cores among worker processes: torch's threads where torch is in use, BLAS's always."""
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _run_all(
@@ -231,17 +236,17 @@ def encode_command(
     _run_all(_encode_one, jobs_args, jobs, json_output, _is_stdio(outputs[0]))
 
 
-def _decode_one(source: Path, target: Path, model: str | None, fmt: str | None, force: bool) -> dict:
+def _decode_one(source: Path, target: Path, model: str | None, fmt: str | None, force: bool, engine: str = "auto") -> dict:
     from imgcomp import container, limits
 
     data = _read_input(source)
-    header, _ = container.unpack(data)  # a malformed or oversized file fails before torch loads
+    header, _ = container.unpack(data)  # a malformed or oversized file fails before any model loads
     limits.check_image("decode", header.width, header.height)
     from imgcomp.api import decode_image, read_metadata_section
     from imgcomp.io import image_bytes, image_format
 
     started = time.perf_counter()
-    pixels = decode_image(data, None if model is None else _model(model))
+    pixels = decode_image(data, model, engine=engine)  # models are cached per process by imgcomp.zoo
     seconds = time.perf_counter() - started
     if fmt is None:
         fmt = image_format(target.suffix or "png") if not _is_stdio(target) else "PNG"
@@ -263,9 +268,14 @@ def decode_command(
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Decode this many files at once, in separate processes."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file (on stderr when the image goes to standard output)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse images larger than this many pixels (default 67108864 = 8192x8192, or IMGCOMP_MAX_PIXELS); bounds memory, see docs/usage.md."),
+    engine: str = typer.Option("auto", "--engine", help="auto: without torch where the file allows (stream version 2), else torch; numpy: without torch or fail; torch: the torch model (every file; the cross-check). Same symbols either way; pixels may differ by one level."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Decompress .icz files to PNG (or any format by --format or the output's suffix)."""
+    from imgcomp.api import ENGINES
+
+    if engine not in ENGINES:
+        raise ImgcompError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     _set_max_pixels(max_pixels)
     from imgcomp.io import image_format, image_suffix
 
@@ -278,7 +288,7 @@ def decode_command(
         if fmt is None and not _is_stdio(target):
             image_format(target.suffix or "png")  # an unknown suffix fails before any decoding
     _check_files(inputs, outputs, force)
-    jobs_args = [(source, target, model, fmt, force) for source, target in zip(inputs, outputs)]
+    jobs_args = [(source, target, model, fmt, force, engine) for source, target in zip(inputs, outputs)]
     _run_all(_decode_one, jobs_args, jobs, json_output, _is_stdio(outputs[0]))
 
 

@@ -27,17 +27,16 @@ import functools
 import math
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
 from imgcomp.entropy.range_coder import ideal_bits, uniform_probabilities
 from imgcomp.errors import ImgcompError
-from imgcomp.metrics import (
-    MsSsimReference, combine_scale_factors, ms_ssim_db, ms_ssim_halve, ms_ssim_scale_factors, ms_ssim_scales,
-)
-from imgcomp.tensors import image_to_tensor
+
+if TYPE_CHECKING:  # torch is imported where it is used: decoding with the numpy engine needs none
+    import torch
 
 BLOCK_SIZES = (16, 32, 64)  # coded as 1, 2, 3; 0 means no correction
 MAX_STEP = 16
@@ -138,13 +137,52 @@ def fit_offsets(original: np.ndarray, decoded: np.ndarray, settings: LowpassSett
 
 
 def apply_offsets(decoded: np.ndarray, offsets: np.ndarray, settings: LowpassSettings) -> np.ndarray:
-    """``decoded`` (H, W, 3) uint8 plus the bicubically upsampled offsets, rounded and clipped."""
+    """``decoded`` (H, W, 3) uint8 plus the bicubically upsampled offsets, rounded and clipped
+    (torch's bicubic; the encoder and the torch decoder)."""
+    import torch
+    import torch.nn.functional as F
+
     height, width = decoded.shape[:2]
     B = settings.block
     grid = torch.from_numpy(offsets.astype(np.float32) * settings.step)[None]
     up = F.interpolate(grid, size=(grid.shape[-2] * B, grid.shape[-1] * B), mode="bicubic", align_corners=False)
     up = up[0, :, :height, :width].permute(1, 2, 0).numpy()
     return np.clip(np.rint(decoded.astype(np.float32) + up), 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=32)
+def bicubic_matrix(cells: int, factor: int, size: int) -> np.ndarray:
+    """(size, cells) float64 matrix of 1-D bicubic upsampling by ``factor`` as torch computes it
+    (``align_corners=False``, Keys' kernel with a = -0.75, source index clamped at the borders),
+    for the first ``size`` outputs."""
+    a = -0.75
+    matrix = np.zeros((size, cells))
+    for o in range(size):
+        x = (o + 0.5) / factor - 0.5
+        i = math.floor(x)
+        t = x - i
+        weights = (
+            ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+            ((a + 2) * t - (a + 3)) * t * t + 1,
+            ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
+            ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a,
+        )
+        for k, weight in enumerate(weights):
+            matrix[o, min(max(i - 1 + k, 0), cells - 1)] += weight
+    return matrix
+
+
+def apply_offsets_numpy(decoded: np.ndarray, offsets: np.ndarray, settings: LowpassSettings) -> np.ndarray:
+    """:func:`apply_offsets` without torch (the numpy decoder): the same bicubic upsampling as two
+    matrix products in float64, so a pixel may differ from torch's float32 result by one level
+    where the sum falls within rounding of a half."""
+    height, width = decoded.shape[:2]
+    B = settings.block
+    rows = bicubic_matrix(offsets.shape[1], B, height)
+    cols = bicubic_matrix(offsets.shape[2], B, width)
+    grid = offsets.astype(np.float64) * settings.step
+    up = np.einsum("hi,cij,wj->hwc", rows, grid, cols, optimize=True)
+    return np.clip(np.rint(decoded + up), 0, 255).astype(np.uint8)
 
 
 def _search_window(height: int, width: int) -> tuple[int, int, int, int]:
@@ -171,6 +209,14 @@ def choose_lowpass(
     structure), and the coarser scales see the half-size decoded image plus the offsets
     upsampled straight to half size; images over ``SEARCH_MAX_PIXELS`` are scored on a central
     window of that size. Images too small for two MS-SSIM scales get ``DEFAULT_LOWPASS``."""
+    import torch
+    import torch.nn.functional as F
+
+    from imgcomp.metrics import (
+        MsSsimReference, combine_scale_factors, ms_ssim_db, ms_ssim_halve, ms_ssim_scale_factors, ms_ssim_scales,
+    )
+    from imgcomp.tensors import image_to_tensor
+
     height, width = original.shape[:2]
     if ms_ssim_scales(height, width) < 2:
         return DEFAULT_LOWPASS, fit_offsets(original, decoded, DEFAULT_LOWPASS)
@@ -207,6 +253,9 @@ def correct_tensor(x: torch.Tensor, x_hat: torch.Tensor, settings: LowpassSettin
     tensors: ``x_hat`` plus the upsampled, quantized block means of ``x - x_hat`` (rounding passes
     the gradient straight through; edge blocks average the pixels they cover), so training and
     encoder-side refinement see what the decoder shows once the layer is added."""
+    import torch
+    import torch.nn.functional as F
+
     B = settings.block
     height, width = x.shape[-2:]
     bh, bw = _block_grid(height, width, B)

@@ -21,6 +21,7 @@ class Mentzer2018:
     name = ARCHITECTURE
     stream_version = 2  # P in exact integer arithmetic (1 for a model folder without its integer P)
     readable_stream_versions = (1, 2)
+    torch_free_stream_versions = (2,)  # decoded by numpy alone (.decoder_numpy); 1 needs torch's float P
     citation = (
         "F. Mentzer, E. Agustsson, M. Tschannen, R. Timofte, L. Van Gool. Conditional Probability "
         "Models for Deep Image Compression. CVPR 2018."
@@ -53,7 +54,18 @@ class Mentzer2018:
         """Stream version 2 files code the low-pass section exactly too (coding version 2)."""
         return 2 if stream_version >= 2 else 1
 
+    def load_torch_free(self, folder, config, metadata, weights_sha256, state):
+        """The decoding model without torch (:class:`.decoder_numpy.NumpyModel`) from numpy weights."""
+        from imgcomp.systems.mentzer2018 import decoder_numpy
+
+        return decoder_numpy.load(folder, config, metadata, weights_sha256, state)
+
     def decode(self, loaded, payload, width, height, quality, stream_version):
+        """Decode with the torch model or, for a :class:`.decoder_numpy.NumpyModel`, without torch."""
+        from imgcomp.systems.mentzer2018 import decoder_numpy
+
+        if isinstance(loaded, decoder_numpy.NumpyModel):
+            return decoder_numpy.decode(loaded, payload, width, height, quality, stream_version)
         from imgcomp.systems.mentzer2018 import stream
 
         return stream.decode(loaded, payload, width, height, quality, stream_version)

@@ -42,30 +42,17 @@ from imgcomp.systems.mentzer2018.wavefront import WavefrontContextModel
 from imgcomp.systems.mentzer2018.tags import (  # noqa: F401  (re-exported: part of the stream's surface)
     CONTEXT_FILE, EXACT_STREAM_VERSION, FLOAT_STREAM_VERSION, _folder_params_sha256, context_file, model_tag,
 )
+from imgcomp.systems.mentzer2018.symbols import (  # noqa: F401  (latent_tiles, latent_size: the stream's surface)
+    MAX_CACHED_SCHEDULES, TILE_LATENT, integer_coder, integer_params, latent_size, latent_tiles, pull_symbols,
+)
 from imgcomp.tensors import image_to_tensor, pad_to_multiple, tensor_to_image
 
 STREAM_VERSION = EXACT_STREAM_VERSION  # written by default
 READABLE_STREAM_VERSIONS = (FLOAT_STREAM_VERSION, EXACT_STREAM_VERSION)
-TILE_LATENT = 128
-MAX_CACHED_SCHEDULES = 4
-
-
-def latent_tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
-    """(top, left, height, width) of the latent tiles, in coding order."""
-    return [
-        (top, left, min(TILE_LATENT, height - top), min(TILE_LATENT, width - left))
-        for top in range(0, height, TILE_LATENT)
-        for left in range(0, width, TILE_LATENT)
-    ]
-
-
-def latent_size(height: int, width: int) -> tuple[int, int]:
-    """Latent rows and columns of an image (one symbol per 8 x 8 pixels, padded)."""
-    return -(-height // DOWNSAMPLING), -(-width // DOWNSAMPLING)
 
 
 def _wavefront(loaded, shape: tuple[int, int, int]) -> WavefrontContextModel:
-    """The wavefront schedule for one tile shape, built once per model and shape."""
+    """The float wavefront schedule for one tile shape, built once per model and shape."""
     schedules = loaded.cache.setdefault("wavefront", {})
     if shape not in schedules:
         if len(schedules) >= MAX_CACHED_SCHEDULES:  # each holds index arrays of tens of MB
@@ -73,31 +60,6 @@ def _wavefront(loaded, shape: tuple[int, int, int]) -> WavefrontContextModel:
         codec = loaded.model
         schedules[shape] = WavefrontContextModel(codec.context_model, codec.symbol_inputs(), shape)
     return schedules[shape]
-
-
-def integer_params(loaded):
-    """The loaded model's integer P (loaded once, cached on the model), or None without a file."""
-    cache = loaded.cache
-    if "integer_context" not in cache:
-        path = context_file(loaded.path)
-        if path is None:
-            cache["integer_context"] = None
-        else:
-            from imgcomp.systems.mentzer2018.integer_context import load
-
-            try:
-                params = load(path)
-            except (ValueError, OSError) as exc:
-                raise ImgcompError(f"{path}: cannot load the integer context model ({exc})") from None
-            built_from = params.meta.get("weights_sha256")
-            if built_from and loaded.weights_sha256 and built_from != loaded.weights_sha256:
-                warnings.warn(
-                    f"{path} was built from other weights than {loaded.path}'s: files stay exact but may be "
-                    "larger; rebuild it with python -m imgcomp.systems.mentzer2018.integer_context.build",
-                    stacklevel=3,
-                )
-            cache["integer_context"] = params
-    return cache["integer_context"]
 
 
 def default_stream_version(loaded) -> int:
@@ -118,17 +80,7 @@ def _coder(loaded, shape: tuple[int, int, int], stream_version: int):
     """The tile coder of ``stream_version``: float wavefront (1) or integer wavefront (2)."""
     if stream_version == FLOAT_STREAM_VERSION:
         return _wavefront(loaded, shape)
-    coders = loaded.cache.setdefault("integer_wavefront", {})
-    if shape not in coders:
-        params = integer_params(loaded)
-        if params is None:
-            raise ImgcompError(f"stream version 2 needs the model's {CONTEXT_FILE}, which {loaded.path} lacks")
-        if len(coders) >= MAX_CACHED_SCHEDULES:
-            coders.pop(next(iter(coders)))
-        from imgcomp.systems.mentzer2018.integer_context import IntegerWavefrontContextModel
-
-        coders[shape] = IntegerWavefrontContextModel(params, shape)
-    return coders[shape]
+    return integer_coder(loaded, shape)
 
 
 def _active_channels(symbols: torch.Tensor, masked_out: int) -> int:
@@ -195,15 +147,12 @@ def encode(
 
 def decode_symbols(loaded, decoder: SymbolDecoder, height: int, width: int, stream_version: int = FLOAT_STREAM_VERSION) -> torch.Tensor:
     """Pull the symbol volume (K, h, w) of an image of ``height`` x ``width`` from ``decoder``."""
-    K = loaded.config.latent_channels
-    h, w = latent_size(height, width)
-    symbols = torch.full((K, h, w), loaded.model.masked_out_symbol(), dtype=torch.int64)
-    active = int(decoder.pull(uniform_probabilities(K + 1))[0])
     with torch.no_grad():
-        for top, left, th, tw in latent_tiles(h, w) if active else []:
-            tile = _coder(loaded, (active, th, tw), stream_version).decode(decoder)
-            symbols[:active, top : top + th, left : left + tw] = torch.as_tensor(tile)
-    return symbols
+        symbols = pull_symbols(
+            decoder, loaded.config.latent_channels, height, width, loaded.model.masked_out_symbol(),
+            lambda shape: _coder(loaded, shape, stream_version),
+        )
+    return torch.from_numpy(symbols)
 
 
 def decode(loaded, payload: bytes, width: int, height: int, quality: int, stream_version: int) -> Decoded:

@@ -1,0 +1,54 @@
+"""Loading an exported model for decoding without torch (``model.safetensors`` as numpy arrays).
+
+A system that can decode some of its stream versions without torch says so with
+``torch_free_stream_versions`` and builds its decoding model with ``load_torch_free(folder, config,
+metadata, weights_sha256, state)``; :func:`load_torch_free_model` does the shared part (the folder,
+the config, the weights, their SHA-256). Sharded folders of the GPU job load with torch only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from imgcomp.errors import ImgcompError
+from imgcomp.io import file_sha256
+from imgcomp.systems import config_from_dict, get_system
+
+WEIGHTS_FILE = "model.safetensors"  # as imgcomp.models.export names them
+CONFIG_FILE = "config.json"
+
+
+def supports_torch_free(system: Any, stream_version: int) -> bool:
+    """Whether ``system`` decodes ``stream_version`` without torch."""
+    return stream_version in getattr(system, "torch_free_stream_versions", ()) and hasattr(system, "load_torch_free")
+
+
+def load_torch_free_model(model_dir: str | os.PathLike, weights_sha256: str | None = None) -> Any | None:
+    """The torch-free decoding model of a folder, or None where its system has none or the weights
+    are sharded; a clear :class:`ImgcompError` on a broken folder."""
+    folder = Path(model_dir)
+    weights_path, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
+    if not weights_path.is_file():
+        return None
+    try:
+        document = json.loads(config_path.read_text())
+        config = config_from_dict(document["config"])
+        metadata = document.get("metadata", {})
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ImgcompError(f"{config_path}: invalid model config ({exc})") from None
+    system = get_system(config.architecture)
+    if not hasattr(system, "load_torch_free"):
+        return None
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError) as exc:
+        raise ImgcompError(f"{weights_path}: cannot load weights ({exc})") from None
+    return system.load_torch_free(folder, config, metadata, weights_sha256 or file_sha256(weights_path), state)
