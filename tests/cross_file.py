@@ -62,9 +62,21 @@ def decode_file(path: str) -> dict:
                                                loaded.system.lowpass_version(header.stream_version))
             result["lowpass"] = [settings.block, settings.step] if settings else None
             result["offsets_sha256"] = hashlib.sha256(np.ascontiguousarray(offsets).tobytes()).hexdigest() if settings else None
-        pixels = decode_image(data)
+        pixels = decode_image(data, engine="torch")
         np.save(path + ".npy", pixels)
         result["pixels_sha256"] = hashlib.sha256(pixels.tobytes()).hexdigest()
+        if header.stream_version == 2:  # the torch-free decoder: the same symbols, its own pixels
+            from imgcomp.api import _torch_free_model_for
+            from imgcomp.systems.mentzer2018.symbols import integer_coder, pull_symbols
+
+            light = _torch_free_model_for(header, None)
+            numpy_symbols = pull_symbols(
+                SymbolDecoder(sections[container.SECTION_SYSTEM]), light.config.latent_channels, header.height,
+                header.width, light.masked_out_symbol(), lambda shape: integer_coder(light, shape))
+            result["numpy_symbols_sha256"] = hashlib.sha256(numpy_symbols.tobytes()).hexdigest()
+            numpy_pixels = decode_image(data, engine="numpy")
+            np.save(path + ".numpy.npy", numpy_pixels)
+            result["numpy_pixels_sha256"] = hashlib.sha256(numpy_pixels.tobytes()).hexdigest()
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"[:300]
     return result

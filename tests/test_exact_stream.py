@@ -159,20 +159,22 @@ def _cross(encoder_setting, decoder_settings, tmp_path: Path, quality: int = 3, 
         index, setting = index_setting
         copy = tmp_path / f"x{index}.icz"
         shutil.copy(tmp_path / "x.icz", copy)
-        npy = Path(str(copy) + ".npy")
+        npy, numpy_npy = Path(str(copy) + ".npy"), Path(str(copy) + ".numpy.npy")
         result = run_file_child(["decode-file", str(copy)], *setting)
-        return result, (np.load(npy) if npy.exists() else None)
+        return result, (np.load(npy) if npy.exists() else None), (np.load(numpy_npy) if numpy_npy.exists() else None)
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(decode, enumerate(decoder_settings)))
     first = results[0][0]
     assert first.get("stream_version") == 2 and first.get("lowpass"), first
-    for setting, (result, pixels) in zip(decoder_settings, results):
+    for setting, (result, pixels, numpy_pixels) in zip(decoder_settings, results):
         assert "error" not in result, (setting, result)
         for key in ("symbols_sha256", "offsets_sha256", "lowpass"):
             assert result[key] == first[key], (setting, key, result)
+        assert result["numpy_symbols_sha256"] == first["symbols_sha256"], (setting, result)  # torch-free decoder
         # pixels: the synthesis network is float, so another kernel may move a pixel by a level
         assert np.abs(pixels.astype(int) - reference.astype(int)).max() <= 2, setting
+        assert np.abs(numpy_pixels.astype(int) - reference.astype(int)).max() <= 2, setting
 
 
 def test_a_file_decodes_identically_under_other_blas_kernels_threads_and_torch_kernels(tmp_path: Path) -> None:

@@ -340,3 +340,21 @@ def test_one_part_modes_exclude_each_other(data: Path, tmp_path: Path) -> None:
 def test_context_only_needs_a_model_to_start_from(data: Path, tmp_path: Path) -> None:
     with pytest.raises(ImgcompError, match="init_from"):
         Trainer(tiny_config(data, context_only=True), tmp_path / "run")
+
+
+def test_an_export_writes_exact_files_that_decode_without_torch(data: Path, tmp_path: Path) -> None:
+    """Every export builds its integer P, so a trained model writes stream version 2 at once (no
+    stream version 1 warning) and its files decode with the numpy engine."""
+    from imgcomp.api import decode_image, encode_image
+    from imgcomp.container import unpack
+
+    Trainer(tiny_config(data), tmp_path / "run").run()
+    folder = tmp_path / "run" / "model"
+    assert (folder / "context-int.safetensors").is_file()
+    pixels = np.asarray(Image.open(data / "val" / "0.png"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stale or missing integer P would warn
+        data_bytes = encode_image(pixels, 2, str(folder)).data
+    assert unpack(data_bytes)[0].stream_version == 2
+    by_numpy = decode_image(data_bytes, str(folder), engine="numpy")
+    assert np.abs(by_numpy.astype(int) - decode_image(data_bytes, str(folder), engine="torch")).max() <= 1

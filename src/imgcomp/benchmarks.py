@@ -40,20 +40,57 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _process_seconds(command: list[str], runs: int) -> float:
+    """Median wall time of a whole command (interpreter start and imports included)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def import_torch_seconds(runs: int = 3) -> float:
+    """Whole-process ``python -c "import torch"``: the floor of any command that loads torch."""
+    return _process_seconds([sys.executable, "-c", "import torch"], runs)
+
+
 def codec_speed(image_path: str, model: LoadedModel, runs: int = 5, refine_steps: int = 0) -> list[dict[str, Any]]:
     """Median encode/decode seconds, file size and rate vs. the model's estimate, per quality
-    (encoding with ``refine_steps`` of latent refinement, :mod:`imgcomp.systems.mentzer2018.refine`)."""
+    (encoding with ``refine_steps`` of latent refinement, :mod:`imgcomp.systems.mentzer2018.refine`).
+
+    Decoding is timed in-process with each engine that can decode the file (``decode_s_median``:
+    the default, torch-free where possible; ``decode_torch_s_median``: the torch model), and as a
+    whole ``imgcomp decode`` process writing a PNG (``decode_process_s_median``)."""
+    import tempfile
+    from pathlib import Path
+
+    from imgcomp.api import _torch_free_model_for
+    from imgcomp.container import unpack
+
     pixels = load_image(image_path)
     height, width = pixels.shape[:2]
     rows = []
     for quality in range(1, model.system.qualities(model) + 1):
-        encode_times, decode_times = [], []
+        encode_times, decode_times, torch_times = [], [], []
         for _ in range(runs):
             result = encode_image(pixels, quality, model, refine_steps=refine_steps)
             encode_times.append(result.seconds)
             started = time.perf_counter()
             decode_image(result.data, model)
+            torch_times.append(time.perf_counter() - started)
+        torch_free = model.path is not None and _torch_free_model_for(unpack(result.data)[0], str(model.path)) is not None
+        for _ in range(runs if torch_free else 0):
+            started = time.perf_counter()
+            decode_image(result.data, str(model.path), engine="numpy")
             decode_times.append(time.perf_counter() - started)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "x.icz"
+            path.write_bytes(result.data)
+            command = [sys.executable, "-m", "imgcomp", "decode", str(path), "-o", str(Path(folder) / "x.png"), "--force"]
+            if model.path is not None:
+                command += ["--model", str(model.path)]
+            process = _process_seconds(command, runs)
         rows.append({
             "quality": quality,
             "bytes": len(result.data),
@@ -63,7 +100,10 @@ def codec_speed(image_path: str, model: LoadedModel, runs: int = 5, refine_steps
             "estimated_bits": result.estimated_bits,
             "payload_over_estimate": 8 * result.payload_bytes / result.estimated_bits,
             "encode_s_median": statistics.median(encode_times),
-            "decode_s_median": statistics.median(decode_times),
+            "decode_s_median": statistics.median(decode_times or torch_times),
+            "decode_engine": "numpy" if torch_free else "torch",
+            "decode_torch_s_median": statistics.median(torch_times),
+            "decode_process_s_median": process,
         })
     return rows
 

@@ -39,7 +39,7 @@ def bench_codec(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time."""
-    from imgcomp.benchmarks import codec_speed, machine, peak_memory_large
+    from imgcomp.benchmarks import codec_speed, import_torch_seconds, machine, peak_memory_large
     from imgcomp.io import check_writable
     from imgcomp.zoo import get_model, model_name
 
@@ -49,6 +49,7 @@ def bench_codec(
         "machine": machine(), "image": str(image), "model": model_name(loaded), "system": loaded.system.name,
         "refine_steps": refine,
         "qualities": codec_speed(str(image), loaded, runs, refine),
+        "import_torch_process_s": import_torch_seconds(),
         **loaded.system.benchmarks(str(image), loaded),
     }
     if large:

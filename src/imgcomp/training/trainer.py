@@ -158,6 +158,9 @@ class Trainer:
 
     def _export(self) -> None:
         export_model(self.model, self.run_dir / MODEL_DIR, self.task.export_metadata(self.step), force=True)
+        after_export = getattr(self.task, "after_export", None)  # e.g. files the system derives from the weights
+        if after_export is not None:
+            after_export(self.run_dir / MODEL_DIR)
 
     def exported_step(self) -> int | None:
         """The step ``RUN/model`` was exported at (None: no complete export)."""

@@ -35,6 +35,8 @@ from imgcomp.zoo import model_folder
 
 __all__ = ["CONFIG_FILE", "MentzerTask", "TrainConfig", "Trainer", "head_for_step", "train"]
 
+CALIBRATION_IMAGES = 6  # training photos whose centre crops calibrate an export's integer P
+
 
 @dataclass
 class TrainConfig(LoopConfig):
@@ -208,6 +210,16 @@ class MentzerTask:
             "head_target_bpp": self.config.head_targets(self.model.config.importance_heads),
             "train_config": asdict(self.config),
         }
+
+    def after_export(self, folder) -> None:
+        """Build the exported model's integer P (``context-int.safetensors``), calibrated on a few
+        training photos, so the export writes exact stream version 2 files (docs/integer_context.md)."""
+        from imgcomp.data.folder import list_images
+        from imgcomp.io import load_image
+        from imgcomp.systems.mentzer2018.integer_context.build import build_for_folder
+
+        paths = list_images(self.config.data)[:CALIBRATION_IMAGES] if self.config.data else []
+        build_for_folder(folder, [load_image(path) for path in paths])
 
     # ----------------------------------------------------------------- steps
     def step(self, x: torch.Tensor, step: int) -> tuple[dict[str, float], list[str]]:

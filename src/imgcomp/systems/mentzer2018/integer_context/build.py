@@ -32,6 +32,44 @@ def build_params(loaded, ranges_file: str | None = None):
     return build(loaded, ranges_file, **DEFAULT_BITS)
 
 
+def build_for_folder(folder: str | Path, images: list, crop: int = 256) -> Path:
+    """Write ``folder/context-int.safetensors`` for the exported model in ``folder``, its activation
+    ranges measured on centre crops of ``images`` ((H, W, 3) uint8 arrays) at every quality: what
+    a training export calls, so a trained model writes exact (stream version 2) files at once.
+    Written atomically; the ranges go into the file's metadata."""
+    import numpy as np
+
+    from imgcomp.io import write_atomic
+    from imgcomp.models.export import load_model
+    from imgcomp.systems.mentzer2018.integer_context.convert import DEFAULT_BITS, activation_ranges, calibration_inputs, integer_context_from_float
+    from imgcomp.systems.mentzer2018.integer_context.measure import symbol_volume
+
+    loaded = load_model(folder)
+    codec = loaded.model
+    volumes = []
+    for pixels in images:
+        h, w = pixels.shape[:2]
+        top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+        pixels = np.ascontiguousarray(pixels[top : top + crop, left : left + crop])
+        for quality in range(1, codec.config.importance_heads + 1):
+            volume = symbol_volume(codec, pixels, quality)
+            if volume.shape[0]:
+                volumes.append(volume)
+    if not volumes:
+        raise ValueError("no calibration symbols: every image masked out at every quality")
+    ranges = activation_ranges(codec.context_model, calibration_inputs(codec, volumes))
+    params = integer_context_from_float(codec.context_model, codec.symbol_inputs(), ranges=ranges, **DEFAULT_BITS)
+    params.meta["weights_sha256"] = loaded.weights_sha256
+    params.meta["calibration_ranges"] = ranges
+    out = Path(folder) / CONTEXT_FILE
+    tmp = out.with_name(f".{CONTEXT_FILE}.tmp")
+    save(params, tmp)
+    data = tmp.read_bytes()
+    tmp.unlink()
+    write_atomic(out, lambda handle: handle.write(data), overwrite=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     from imgcomp.zoo import get_model
 
