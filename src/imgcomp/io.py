@@ -264,6 +264,9 @@ def image_suffix(fmt: str) -> str:
 METADATA_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")  # formats that hold an ICC profile and EXIF
 
 
+PNG_COMPRESS_LEVEL = 4  # measured on a decoded 768x512 photo: 464 KB in 0.06 s; Pillow's default 6: 470 KB in 0.17 s
+
+
 def image_bytes(array: np.ndarray, fmt: str, metadata: dict[str, bytes] | None = None) -> bytes:
     """An RGB array encoded in memory in Pillow's format ``fmt`` (see :func:`image_format`), with
     ``metadata`` (``icc_profile``, ``exif``: see :func:`read_metadata`) where the format holds it;
@@ -278,6 +281,8 @@ def image_bytes(array: np.ndarray, fmt: str, metadata: dict[str, bytes] | None =
                 params["exif"] = exif if exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + exif
         else:
             warnings.warn(f"imgcomp writes no ICC profile or EXIF into {fmt}; the file's metadata is dropped", stacklevel=2)
+    if fmt == "PNG":  # zlib level 4: on decoded photos as small as Pillow's default 6, about 3x faster
+        params["compress_level"] = PNG_COMPRESS_LEVEL
     buffer = io.BytesIO()
     Image.fromarray(as_rgb_array(array), "RGB").save(buffer, format=fmt, **params)
     return buffer.getvalue()

@@ -77,11 +77,12 @@ class IntegerWavefrontContextModel:
         in_schedule[order] = np.arange(1, K * H * W + 1)
         rows[1:-1, 1:-1, 1:-1] = in_schedule.reshape(self.shape)
         rows = rows.ravel()
-        centre = ((c[order] + 1) * (H + 2) + h[order] + 1) * (W + 2) + w[order] + 1
+        centre = ((c + 1) * (H + 2) + h + 1) * (W + 2) + w + 1
 
         def tap_rows(taps):
+            # gathered in raster order (neighbours are near in memory), then rows put in schedule order
             offsets = np.array([(dc * (H + 2) + dh) * (W + 2) + dw for dc, dh, dw in taps], np.intp)
-            return rows[centre[:, None] + offsets[None, :]]
+            return np.take(rows[centre[:, None] + offsets[None, :]], order, axis=0)
 
         self.first_rows = tap_rows(params.taps(0))
         self.later_rows = tap_rows(params.taps(1))
