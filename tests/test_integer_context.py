@@ -220,6 +220,22 @@ def test_other_blas_kernels_and_thread_counts_decode_identically(which, params2,
     assert len({r["payload_sha256"] for r in results}) == 1
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_decoding_threads_split_steps_without_changing_a_symbol(threads, params2, monkeypatch):
+    """Each step's rows may be shared among threads (rows of one step are independent): the same
+    symbols for any split, small steps included (the split threshold lowered to 1 row)."""
+    from imgcomp.systems.mentzer2018.integer_context import wavefront
+
+    monkeypatch.setattr(wavefront, "SPLIT_MIN_ROWS", 1)
+    shape = (3, 9, 13)
+    symbols = _volume(shape, seed=5)
+    encoder = SymbolEncoder()
+    IntegerWavefrontContextModel(params2, shape).encode(symbols, encoder)
+    payload = encoder.finish()
+    decoded = IntegerWavefrontContextModel(params2, shape).decode(SymbolDecoder(payload), threads=threads)
+    assert np.array_equal(decoded, symbols)
+
+
 def test_shipped_model_converts_exactly_in_float32_and_costs_under_one_percent():
     """The default shipped model on a real latent (a crop of demo.png, qualities 1, 3, 5): the
     shipping configuration runs in float32, round-trips, and codes within 1% of the float P."""

@@ -14,6 +14,7 @@ numpy and threadpoolctl only; no torch.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Protocol
@@ -146,10 +147,7 @@ class IntegerWavefrontContextModel:
         return workspace
 
     def step_frequencies(self, buffers: list[np.ndarray], step: int) -> np.ndarray:
-        lo, hi = self.bounds[step], self.bounds[step + 1]
-        for layer in range(3):
-            self._layer(layer, buffers, lo, hi)
-        return self._frequencies(self._layer(3, buffers, lo, hi))
+        return self.rows_frequencies(buffers, self.bounds[step], self.bounds[step + 1])
 
     def all_frequencies(self, symbols: np.ndarray, threads: int | None = None, by_step: bool = False) -> np.ndarray:
         """Frequencies (K*H*W, L) of every symbol in schedule order (float64 holding integers). ``by_step`` runs the
@@ -209,13 +207,31 @@ class IntegerWavefrontContextModel:
         encoder.push(ordered, freqs)
         return bits
 
-    def decode(self, decoder: SymbolSource) -> np.ndarray:
-        """Decode a (K, H, W) volume of symbol indices (int64 numpy array)."""
+    def rows_frequencies(self, buffers: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
+        """Frequencies of schedule positions lo..hi-1 of one step: all four layers of just these rows.
+        Within a step rows are independent (every tap but the centre lies in an earlier step), so
+        a step's rows may be split among threads."""
+        for layer in range(3):
+            self._layer(layer, buffers, lo, hi)
+        return self._frequencies(self._layer(3, buffers, lo, hi))
+
+    def decode(self, decoder: SymbolSource, threads: int | None = None) -> np.ndarray:
+        """Decode a (K, H, W) volume of symbol indices (int64 numpy array). ``threads`` (default: 2
+        where the machine has 2 cores or more) share each step's rows; the range decoder pulls each
+        step's symbols in order, so the result is the same for any thread count."""
+        if threads is None:
+            threads = DECODE_THREADS
         ordered = np.empty(int(np.prod(self.shape)), np.int64)
-        with self._buffers() as buffers, single_threaded_blas():
+        with self._buffers() as buffers, single_threaded_blas(), _HalfWorker(self, buffers) if threads > 1 else contextlib.nullcontext() as helper:
             for step in range(self.num_steps):
                 lo, hi = self.bounds[step], self.bounds[step + 1]
-                freqs = self.step_frequencies(buffers, step)
+                if helper is not None and hi - lo >= SPLIT_MIN_ROWS:
+                    mid = (lo + hi) // 2
+                    helper.start(mid, hi)
+                    first = self.rows_frequencies(buffers, lo, mid)
+                    freqs = np.concatenate([first, helper.result()])
+                else:
+                    freqs = self.rows_frequencies(buffers, lo, hi)
                 freqs *= self.scale  # f / 2**16: exact
                 decoded = np.asarray(decoder.pull(freqs), np.int64)
                 ordered[lo:hi] = decoded
@@ -223,3 +239,50 @@ class IntegerWavefrontContextModel:
         symbols = np.empty_like(ordered)
         symbols[self.raster_order] = ordered
         return symbols.reshape(self.shape)
+
+
+DECODE_THREADS = min(2, os.cpu_count() or 1)
+SPLIT_MIN_ROWS = 128  # steps with fewer rows run on one thread (handing over costs more than it saves)
+
+
+class _HalfWorker:
+    """A second thread computing the second half of each step's rows (numpy releases the GIL in
+    its products). ``start(lo, hi)`` hands it rows, ``result()`` waits for their frequencies."""
+
+    def __init__(self, model: IntegerWavefrontContextModel, buffers: list[np.ndarray]):
+        self.model, self.buffers = model, buffers
+        self._go, self._done = threading.Semaphore(0), threading.Semaphore(0)
+        self._task: tuple[int, int] | None = None
+        self._out: np.ndarray | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="imgcomp-wavefront")
+
+    def __enter__(self) -> "_HalfWorker":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._task = None
+        self._go.release()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._go.acquire()
+            if self._task is None:
+                return
+            try:
+                self._out = self.model.rows_frequencies(self.buffers, *self._task)
+            except BaseException as exc:  # handed to the decoding thread
+                self._error = exc
+            self._done.release()
+
+    def start(self, lo: int, hi: int) -> None:
+        self._task = (lo, hi)
+        self._go.release()
+
+    def result(self) -> np.ndarray:
+        self._done.acquire()
+        if self._error is not None:
+            raise self._error
+        return self._out
