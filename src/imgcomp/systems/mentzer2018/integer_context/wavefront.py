@@ -225,7 +225,7 @@ class IntegerWavefrontContextModel:
         with self._buffers() as buffers, single_threaded_blas(), _HalfWorker(self, buffers) if threads > 1 else contextlib.nullcontext() as helper:
             for step in range(self.num_steps):
                 lo, hi = self.bounds[step], self.bounds[step + 1]
-                if helper is not None and hi - lo >= SPLIT_MIN_ROWS:
+                if helper is not None and hi - lo >= max(2, SPLIT_MIN_ROWS):
                     mid = (lo + hi) // 2
                     helper.start(mid, hi)
                     first = self.rows_frequencies(buffers, lo, mid)
