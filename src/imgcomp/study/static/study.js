@@ -20,10 +20,8 @@
       var w = frame.clientWidth, h = frame.clientHeight;
       lens.hidden = false;
       var lw = lens.offsetWidth, lh = lens.offsetHeight;
-      var bw = img.naturalWidth * zoom, bh = img.naturalHeight * zoom;
-      // at least twice the displayed size, so a small phone view is still magnified
-      var scale = Math.max(1, 2 * w / bw);
-      bw *= scale; bh *= scale;
+      // zoom x the image's own pixels, or x the displayed size when it is shown enlarged
+      var bw = Math.max(img.naturalWidth, w) * zoom, bh = bw * img.naturalHeight / img.naturalWidth;
       lens.style.left = (fx * w - lw / 2) + "px";
       lens.style.top = (fy * h - lh / 2) + "px";
       lens.style.backgroundImage = "url(\"" + img.getAttribute("src") + "\")";
