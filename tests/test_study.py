@@ -100,8 +100,16 @@ def test_create_refuses_bad_input(tmp_path):
         create_study(images, ["jpeg420", "webp"], tmp_path / "s", rates=[20.0])
     assert not (tmp_path / "s").exists() and not any(p.name.startswith(".") for p in tmp_path.iterdir())
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("a user's file")
     with pytest.raises(ImgcompError, match="exists"):
         create_study(images, ["jpeg420", "webp"], tmp_path / "taken", rates=[1.0])
+    with pytest.raises(ImgcompError, match="not a study folder"):
+        create_study(images, ["jpeg420", "webp"], tmp_path / "taken", rates=[1.0], force=True)
+    assert (tmp_path / "taken" / "mine.txt").exists()
+    create_study(images, ["jpeg420", "webp"], tmp_path / "s", rates=[1.0])
+    create_app(tmp_path / "s")  # votes.sqlite in the study folder
+    with pytest.raises(ImgcompError, match="holds votes"):
+        create_study(images, ["jpeg420", "webp"], tmp_path / "s", rates=[1.0], force=True)
 
 
 # --- the app ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ images left and right, a magnifier synchronised over the three, keyboard shortcu
 
 The server decides everything: the plan is made at consent (:func:`imgcomp.study.db.create_rater`),
 a trial is issued when shown, and a vote must carry the token of the rater's issued, unanswered
-trial (else 409). A rater is a random secret in an HttpOnly, SameSite=Strict cookie, so closing the
+trial (else 409). A rater is a random secret in an HttpOnly, SameSite=Lax cookie, so closing the
 tab and coming back resumes at the first unanswered trial.
 """
 
@@ -92,7 +92,7 @@ def create_app(study: str | Path | Study, db_url: str | None = None, *,
 
     @app.post("/start")
     def start(request: Request, consent: str = Form("")) -> Response:
-        if secret_of(request):  # a second click on "Start" resumes, it makes no second rater
+        if secret_of(request):  # a second "Start" (or the back button) resumes; no second rater
             return RedirectResponse("/rate", status_code=303)
         if consent != "yes":
             return templates.TemplateResponse(request, "index.html", {
@@ -101,7 +101,7 @@ def create_app(study: str | Path | Study, db_url: str | None = None, *,
         secret = db.create_rater(engine, study)
         response = RedirectResponse("/rate", status_code=303)
         response.set_cookie(COOKIE, secret, max_age=COOKIE_MAX_AGE, httponly=True,
-                            samesite="strict", secure=secure_cookies, path="/")
+                            samesite="lax", secure=secure_cookies, path="/")
         return response
 
     @app.get("/rate")

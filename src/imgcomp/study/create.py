@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from imgcomp.errors import ImgcompError
-from imgcomp.study.definition import DEFINITION_NAME, DEFINITION_VERSION, IMAGES_DIR
+from imgcomp.study.definition import DEFAULT_DB_NAME, DEFINITION_NAME, DEFINITION_VERSION, IMAGES_DIR
 
 DEFAULT_RATES = (0.23, 0.37, 0.67, 1.0)
 DEFAULT_TOLERANCE = 0.15
@@ -175,8 +175,13 @@ def create_study(
         if name not in names:
             raise ImgcompError(f"settings given for codec {name!r}, which is not in the study")
     out = Path(out)
-    if out.exists() and not force:
-        raise ImgcompError(f"{out}: exists (use --force to replace it)")
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise ImgcompError(f"{out}: exists (use --force to replace it)")
+        if not out.is_dir() or out.is_symlink() or (any(out.iterdir()) and not (out / DEFINITION_NAME).is_file()):
+            raise ImgcompError(f"{out}: not a study folder; --force replaces only a study folder")
+        if any(out.glob(f"{DEFAULT_DB_NAME}*")):
+            raise ImgcompError(f"{out}: holds votes ({DEFAULT_DB_NAME}); move them away before replacing the study")
     paths = list_images(image_dir)
     loaded = {path: load_image(path) for path in paths}  # unreadable images fail before any output
     if len({path.name for path in paths}) != len(paths):
