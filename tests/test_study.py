@@ -59,6 +59,24 @@ def consented(app) -> TestClient:
     return client
 
 
+def six_copies_at_once(app, secret: str, token: str) -> list[int]:
+    """Status codes of six copies of one vote sent by six clients of one rater at the same instant."""
+    codes, barrier = [], threading.Barrier(6)
+
+    def send():
+        c = TestClient(app)
+        c.cookies.set(COOKIE, secret)
+        barrier.wait()
+        codes.append(c.post("/api/vote", json={"token": token, "choice": "left"}).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return codes
+
+
 # --- create -------------------------------------------------------------------------------------
 
 def test_definition_pairs_only_within_tolerance(study_dir):
@@ -222,20 +240,7 @@ def test_concurrent_double_submission_counts_once(study_dir, tmp_path):
     client = consented(app)
     token = client.get("/api/trial").json()["token"]
     secret = client.cookies[COOKIE]
-    codes, barrier = [], threading.Barrier(6)
-
-    def send():
-        c = TestClient(app)
-        c.cookies.set(COOKIE, secret)
-        barrier.wait()
-        codes.append(c.post("/api/vote", json={"token": token, "choice": "left"}).status_code)
-
-    threads = [threading.Thread(target=send) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(codes) == [200] + [409] * 5
+    assert sorted(six_copies_at_once(app, secret, token)) == [200] + [409] * 5
     assert len(db.answered_trials(app.state.engine)) == 1
 
 
@@ -323,3 +328,24 @@ def test_cli_one_line_errors(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2 and "not a study folder" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_shared_database_url(study_dir):
+    """The app on another SQLAlchemy database (e.g. PostgreSQL): set IMGCOMP_TEST_DB_URL to an
+    empty database to run it (its tables are dropped first)."""
+    import os
+
+    url = os.environ.get("IMGCOMP_TEST_DB_URL")
+    if not url:
+        pytest.skip("IMGCOMP_TEST_DB_URL not set (e.g. postgresql+psycopg://user:pw@localhost/study)")
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    db.Base.metadata.drop_all(engine)
+    engine.dispose()
+    app = create_app(study_dir, url)
+    client = consented(app)
+    token = client.get("/api/trial").json()["token"]
+    secret = client.cookies[COOKIE]
+    assert sorted(six_copies_at_once(app, secret, token)) == [200] + [409] * 5
+    assert len(db.answered_trials(app.state.engine)) == 1

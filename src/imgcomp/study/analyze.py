@@ -241,8 +241,8 @@ def _plots(result: dict[str, Any], out: Path, labels: dict[str, str]) -> list[Pa
             low, high = (row["ci_low"], row["ci_high"]) if not flip else (1 - row["ci_high"], 1 - row["ci_low"])
             xs.append(row["mean_bpp_a"] if not flip else row["mean_bpp_b"])
             ys.append(100 * p)
-            lo.append(100 * (p - low))
-            hi.append(100 * (high - p))
+            lo.append(max(0.0, 100 * (p - low)))
+            hi.append(max(0.0, 100 * (high - p)))
         if xs:
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=f"vs {name(other)}")
     ax.axhline(50, color="grey", lw=1, ls="--")
@@ -266,8 +266,9 @@ def _plots(result: dict[str, Any], out: Path, labels: dict[str, str]) -> list[Pa
             continue
         xs = [row["mean_bpp"] for row in rows]
         ys = [row["log_strength"] for row in rows]
-        err = [[y - (row["ci_low"] if row["ci_low"] is not None else y) for y, row in zip(ys, rows)],
-               [(row["ci_high"] if row["ci_high"] is not None else y) - y for y, row in zip(ys, rows)]]
+        # a percentile interval need not contain the estimate; the bar then ends at the point
+        err = [[max(0.0, y - (row["ci_low"] if row["ci_low"] is not None else y)) for y, row in zip(ys, rows)],
+               [max(0.0, (row["ci_high"] if row["ci_high"] is not None else y) - y) for y, row in zip(ys, rows)]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name(codec))
     ax.axhline(0, color="grey", lw=1, ls="--")
     ax.set_xlabel("bits per pixel (mean over images)")

@@ -171,3 +171,18 @@ def _planned_trials(study: Study) -> int:
     session = study.definition["session"]
     compare = min(session.get("trials_per_rater") or len(study.comparisons), len(study.comparisons))
     return compare + (int(session.get("attention_checks", 0)) if study.definition["attention"] else 0)
+
+
+def app_from_env() -> FastAPI:
+    """The app for ``uvicorn --factory imgcomp.study.app:app_from_env`` (several workers): the study
+    folder from ``IMGCOMP_STUDY``, the database URL from ``IMGCOMP_STUDY_DB`` (default: the study's
+    SQLite file), HTTPS-only cookies if ``IMGCOMP_STUDY_SECURE_COOKIES`` is 1."""
+    import os
+
+    from imgcomp.errors import ImgcompError
+
+    folder = os.environ.get("IMGCOMP_STUDY")
+    if not folder:
+        raise ImgcompError("set IMGCOMP_STUDY to the study folder")
+    return create_app(folder, os.environ.get("IMGCOMP_STUDY_DB") or None,
+                      secure_cookies=os.environ.get("IMGCOMP_STUDY_SECURE_COOKIES") == "1")
