@@ -98,6 +98,7 @@ def analyze_command(
     db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL of the votes (default: the study's votes.sqlite)."),
     min_attention: float = typer.Option(1.0, "--min-attention", help="Share of attention checks a rater must pass to be counted."),
     focus: Optional[str] = typer.Option(None, "--focus", help="The codec whose preference the plot shows (default: the first codec)."),
+    anchor: Optional[str] = typer.Option(None, "--anchor", help="The codec at 0 on the Bradley-Terry scale (default: jpeg420 if it is compared at every rate)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples (over raters) for the Bradley-Terry intervals."),
     json_output: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
 ) -> None:
@@ -113,7 +114,7 @@ def analyze_command(
     engine = votes_db.open_db(url, loaded)
     result = analyze.analyze_votes(loaded, votes_db.answered_trials(engine),
                                    min_attention=analyze.check_min_attention(min_attention),
-                                   bootstrap=bootstrap, focus=focus)
+                                   bootstrap=bootstrap, focus=focus, anchor=anchor)
     labels = analyze.labels_of(loaded)
     written = analyze.write_outputs(result, out, labels)
     if json_output:

@@ -8,8 +8,9 @@
 * Per target rate: a Bradley-Terry model, ``P(i beats j) = π_i / (π_i + π_j)`` (Bradley & Terry
   1952), fitted by Hunter's (2004) MM algorithm, ``π_i ← W_i / Σ_j n_ij / (π_i + π_j)``, with a
   weak prior (``prior`` virtual wins each way on every compared pair, so a codec that never wins
-  keeps a finite scale), normalised to geometric mean 1; reported as ``log π``, with a 95%
-  bootstrap interval over raters.
+  keeps a finite scale); reported as ``log π`` minus the log strength of an anchor codec
+  (JPEG 4:2:0, or the first codec compared at every rate), so the scales of different rates share
+  a zero, with a 95% bootstrap interval over raters.
 * Plots as Patel et al.'s Fig. 7: the preference for one codec against each other codec vs bpp.
 """
 
@@ -81,15 +82,30 @@ def _rater_attention(trials: list[dict[str, Any]]) -> dict[str, tuple[int, int]]
     return {rater: (c, n) for rater, (c, n) in result.items()}
 
 
+def default_anchor(study: Study) -> str:
+    """The codec the Bradley-Terry scales are relative to: the first codec (in the study's order,
+    JPEG 4:2:0 first if present) compared at every rate, else the first codec."""
+    codecs = list(study.definition["codecs"])
+    recons = study.definition["reconstructions"]
+    everywhere = [c for c in codecs if all(
+        any(r["codec"] == c and r["target_bpp"] == t for r in recons.values()) for t in study.definition["rates"])]
+    ordered = sorted(everywhere or codecs, key=lambda c: c != "jpeg420")
+    return ordered[0]
+
+
 def analyze_votes(study: Study, trials: list[dict[str, Any]], *, min_attention: float = 1.0,
-                  bootstrap: int = 1000, seed: int = 0, focus: str | None = None) -> dict[str, Any]:
+                  bootstrap: int = 1000, seed: int = 0, focus: str | None = None,
+                  anchor: str | None = None) -> dict[str, Any]:
     """The analysis of answered ``trials`` (:func:`imgcomp.study.db.answered_trials`) as a dict:
-    raters (kept, excluded), per-pair preferences, Bradley-Terry scales, and the vote rows."""
+    raters (kept, excluded), per-pair preferences, Bradley-Terry scales (``log π`` minus the
+    ``anchor`` codec's, at each rate), and the vote rows."""
     definition = study.definition
     codecs = list(definition["codecs"])
     focus = focus or codecs[0]
-    if focus not in codecs:
-        raise ImgcompError(f"--focus {focus!r} is not a codec of this study ({', '.join(codecs)})")
+    anchor = anchor or default_anchor(study)
+    for option, value in (("--focus", focus), ("--anchor", anchor)):
+        if value not in codecs:
+            raise ImgcompError(f"{option} {value!r} is not a codec of this study ({', '.join(codecs)})")
     recons = definition["reconstructions"]
     attention = _rater_attention(trials)
     raters = sorted({t["rater"] for t in trials})
@@ -116,14 +132,14 @@ def analyze_votes(study: Study, trials: list[dict[str, Any]], *, min_attention: 
         })
     counted = [v for v in votes if not v["excluded"]]
     pairs = _pairs(study, counted)
-    scales = _scales(study, counted, codecs, kept, bootstrap, seed)
+    scales = _scales(study, counted, codecs, codecs.index(anchor), bootstrap, seed)
     return {
         "study": str(study.folder), "definition_sha256": study.sha256,
         "raters": {"total": len(raters), "kept": len(kept), "excluded": len(excluded),
                    "without_attention_check": len(unchecked), "min_attention": min_attention,
                    "attention": {r: {"correct": c, "checks": n} for r, (c, n) in attention.items()}},
         "votes": {"counted": len(counted), "excluded": len(votes) - len(counted)},
-        "focus": focus, "codecs": codecs, "rates": definition["rates"],
+        "focus": focus, "anchor": anchor, "codecs": codecs, "rates": definition["rates"],
         "pairs": pairs, "bradley_terry": scales, "vote_rows": votes,
     }
 
@@ -164,12 +180,17 @@ def _win_matrix(votes: list[dict[str, Any]], codecs: list[str]) -> np.ndarray:
     return wins
 
 
-def _scales(study, votes, codecs, kept, bootstrap, seed) -> list[dict[str, Any]]:
+def _relative(log_strength: np.ndarray, anchor: int) -> np.ndarray:
+    """Log strengths minus the anchor's (unchanged, mean 0, where the anchor was not compared)."""
+    return log_strength - log_strength[anchor] if math.isfinite(log_strength[anchor]) else log_strength
+
+
+def _scales(study, votes, codecs, anchor, bootstrap, seed) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     rows = []
     for target in study.definition["rates"]:
         here = [v for v in votes if v["target_bpp"] == target]
-        fit = bradley_terry(_win_matrix(here, codecs))
+        fit = _relative(bradley_terry(_win_matrix(here, codecs)), anchor)
         by_rater: dict[str, list] = defaultdict(list)
         for v in here:
             by_rater[v["rater"]].append(v)
@@ -179,7 +200,7 @@ def _scales(study, votes, codecs, kept, bootstrap, seed) -> list[dict[str, Any]]
             for _ in range(bootstrap):
                 drawn = rng.integers(0, len(rater_ids), len(rater_ids))
                 sample = [v for j in drawn for v in by_rater[rater_ids[j]]]
-                samples.append(bradley_terry(_win_matrix(sample, codecs)))
+                samples.append(_relative(bradley_terry(_win_matrix(sample, codecs)), anchor))
         samples_array = np.array(samples) if samples else np.empty((0, len(codecs)))
         for i, codec in enumerate(codecs):
             column = samples_array[:, i] if len(samples_array) else np.array([])
@@ -228,10 +249,10 @@ def _plots(result: dict[str, Any], out: Path, labels: dict[str, str]) -> list[Pa
 
     focus = result["focus"]
     name = lambda c: labels.get(c, c)  # noqa: E731
+    others = [c for c in result["codecs"] if c != focus]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
-    for other in result["codecs"]:
-        if other == focus:
-            continue
+    for number, other in enumerate(others):
+        dodge = 0.006 * (number - (len(others) - 1) / 2)  # side by side, not on top of each other
         xs, ys, lo, hi = [], [], [], []
         for row in result["pairs"]:
             if {row["codec_a"], row["codec_b"]} != {focus, other} or not row["n"]:
@@ -239,7 +260,7 @@ def _plots(result: dict[str, Any], out: Path, labels: dict[str, str]) -> list[Pa
             flip = row["codec_a"] != focus
             p = row["pref_a"] if not flip else 1 - row["pref_a"]
             low, high = (row["ci_low"], row["ci_high"]) if not flip else (1 - row["ci_high"], 1 - row["ci_low"])
-            xs.append(row["mean_bpp_a"] if not flip else row["mean_bpp_b"])
+            xs.append((row["mean_bpp_a"] if not flip else row["mean_bpp_b"]) + dodge)
             ys.append(100 * p)
             lo.append(max(0.0, 100 * (p - low)))
             hi.append(max(0.0, 100 * (high - p)))
@@ -247,7 +268,7 @@ def _plots(result: dict[str, Any], out: Path, labels: dict[str, str]) -> list[Pa
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=f"vs {name(other)}")
     ax.axhline(50, color="grey", lw=1, ls="--")
     ax.set_ylim(0, 100)
-    ax.set_xlabel("bits per pixel (mean over images)")
+    ax.set_xlabel("bits per pixel (mean over images; series offset by 0.006 to stay apart)")
     ax.set_ylabel(f"% of votes for {name(focus)}")
     r = result["raters"]
     ax.set_title(f"2AFC preference for {name(focus)} (95% Wilson CI)\n"
@@ -260,19 +281,20 @@ def _plots(result: dict[str, Any], out: Path, labels: dict[str, str]) -> list[Pa
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
-    for codec in result["codecs"]:
+    for number, codec in enumerate(result["codecs"]):
+        dodge = 0.006 * (number - (len(result["codecs"]) - 1) / 2)
         rows = [row for row in result["bradley_terry"] if row["codec"] == codec and row["log_strength"] is not None]
         if not rows:
             continue
-        xs = [row["mean_bpp"] for row in rows]
+        xs = [row["mean_bpp"] + dodge for row in rows]
         ys = [row["log_strength"] for row in rows]
         # a percentile interval need not contain the estimate; the bar then ends at the point
         err = [[max(0.0, y - (row["ci_low"] if row["ci_low"] is not None else y)) for y, row in zip(ys, rows)],
                [max(0.0, (row["ci_high"] if row["ci_high"] is not None else y) - y) for y, row in zip(ys, rows)]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name(codec))
     ax.axhline(0, color="grey", lw=1, ls="--")
-    ax.set_xlabel("bits per pixel (mean over images)")
-    ax.set_ylabel("Bradley-Terry log strength (per rate)")
+    ax.set_xlabel("bits per pixel (mean over images; series offset by 0.006 to stay apart)")
+    ax.set_ylabel(f"Bradley-Terry log strength vs {name(result['anchor'])}")
     ax.set_title("Bradley-Terry scale per target rate (95% bootstrap CI over raters)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
