@@ -306,7 +306,7 @@ def test_analysis_excludes_raters_failing_attention(study_dir, tmp_path):
     lines = (tmp_path / "analysis" / "votes.csv").read_text().splitlines()
     assert len(lines) == 1 + 12 and lines[0].startswith("rater,excluded")
     bt = {(r["target_bpp"], r["codec"]): r["log_strength"] for r in result["bradley_terry"]}
-    assert bt[(1.0, "webp")] > bt[(1.0, "jpeg420")]
+    assert result["anchor"] == "jpeg420" and bt[(1.0, "jpeg420")] == 0.0 and bt[(1.0, "webp")] > 0
 
 
 # --- the pilot and the CLI ------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
@@ -123,18 +123,25 @@ def open_db(url: str, study: Study) -> Engine:
         raise ImgcompError(f"database URL {url!r}: {exc}") from None
     try:
         Base.metadata.create_all(engine)
-        with Session(engine) as session, session.begin():
-            stored = session.get(Meta, "definition_sha256")
-            if stored is None:
-                session.add(Meta(key="definition_sha256", value=study.sha256))
-            elif stored.value != study.sha256:
-                raise ImgcompError(
-                    f"database {url}: holds votes of another study definition (study.json changed?); "
-                    "use another --db"
-                )
+        try:
+            _bind_to_study(engine, study, url)
+        except IntegrityError:  # another process (a second worker) bound it at the same moment
+            _bind_to_study(engine, study, url)
     except OperationalError as exc:
         raise ImgcompError(f"database {url}: {exc.orig}") from None
     return engine
+
+
+def _bind_to_study(engine: Engine, study: Study, url: str) -> None:
+    with Session(engine) as session, session.begin():
+        stored = session.get(Meta, "definition_sha256")
+        if stored is None:
+            session.add(Meta(key="definition_sha256", value=study.sha256))
+        elif stored.value != study.sha256:
+            raise ImgcompError(
+                f"database {url}: holds votes of another study definition (study.json changed?); "
+                "use another --db"
+            )
 
 
 def _sqlite_serialised_writes(engine: Engine) -> None:
