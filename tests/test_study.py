@@ -301,6 +301,9 @@ def test_analysis_excludes_raters_failing_attention(study_dir, tmp_path):
             assert (row["codec_a"], row["wins_a"], row["wins_b"]) == ("jpeg420", 0, 4)
             assert row["ci_high"] < 0.5
     written = write_outputs(result, tmp_path / "analysis")
+    with pytest.raises(ImgcompError, match="exists"):
+        write_outputs(result, tmp_path / "analysis")
+    assert write_outputs(result, tmp_path / "analysis", force=True) == written
     names = {p.name for p in written}
     assert {"pairs.csv", "bradley_terry.csv", "votes.csv", "summary.json", "preference.png"} <= names
     lines = (tmp_path / "analysis" / "votes.csv").read_text().splitlines()

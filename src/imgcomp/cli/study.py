@@ -31,6 +31,20 @@ def _need_extra() -> None:
         raise ImgcompError(f"imgcomp study needs the 'study' extra: pip install 'imgcomp[study]' ({exc.name} is missing)") from None
 
 
+def _existing_sqlite(url: str) -> None:
+    """Analysis reads votes: an SQLite file that does not exist is an error, not a new database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ImgcompError(f"database URL {url!r}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).is_file():
+            raise ImgcompError(f"{parsed.database}: no votes database there (serve the study first, or give --db)")
+
+
 def _floats(text: str, what: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
@@ -101,6 +115,7 @@ def analyze_command(
     anchor: Optional[str] = typer.Option(None, "--anchor", help="The codec at 0 on the Bradley-Terry scale (default: jpeg420 if it is compared at every rate)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples (over raters) for the Bradley-Terry intervals."),
     json_output: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
+    force: bool = typer.Option(False, "--force", help="Replace the analysis files already in OUT."),
 ) -> None:
     """Preferences per codec pair and rate (Wilson 95% CI), Bradley-Terry scales, plots, CSV."""
     _need_extra()
@@ -109,14 +124,16 @@ def analyze_command(
 
     loaded = load_study(study)
     url = db or loaded.default_db_url()
-    if db is None and not (loaded.folder / "votes.sqlite").exists():
-        raise ImgcompError(f"{study}: no votes.sqlite yet (serve the study first, or give --db)")
+    _existing_sqlite(url)
     engine = votes_db.open_db(url, loaded)
-    result = analyze.analyze_votes(loaded, votes_db.answered_trials(engine),
+    trials = votes_db.answered_trials(engine)
+    if not trials:
+        raise ImgcompError(f"{url}: no votes yet")
+    result = analyze.analyze_votes(loaded, trials,
                                    min_attention=analyze.check_min_attention(min_attention),
                                    bootstrap=bootstrap, focus=focus, anchor=anchor)
     labels = analyze.labels_of(loaded)
-    written = analyze.write_outputs(result, out, labels)
+    written = analyze.write_outputs(result, out, labels, force=force)
     if json_output:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "vote_rows"}, indent=1))
         return
@@ -136,15 +153,17 @@ def pilot_command(
     metric: str = typer.Option("lpips", "--metric", help="What attentive raters judge by: lpips (ST-LPIPS, AlexNet) or ms-ssim."),
     noise: float = typer.Option(0.02, "--noise", help="Thurstone noise, in units of the metric's distance."),
     seed: int = typer.Option(0, "--seed"),
-    force: bool = typer.Option(False, "--force", help="Replace an existing pilot database."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing pilot database and analysis in OUT."),
 ) -> None:
     """Simulated raters rate the study over HTTP (concurrently), then the analysis is written to OUT."""
     _need_extra()
+    from imgcomp.io import check_writable
     from imgcomp.study import analyze, db as votes_db
     from imgcomp.study.definition import load_study
     from imgcomp.study.pilot import pilot_record, run_pilot
 
     loaded = load_study(study)
+    check_writable([out / name for name in (*analyze.OUTPUT_NAMES, "pilot.json")], force)
     out.mkdir(parents=True, exist_ok=True)
     if db is None:
         path = out / "pilot.sqlite"
@@ -160,7 +179,7 @@ def pilot_command(
     engine = votes_db.open_db(db, loaded)
     result = analyze.analyze_votes(loaded, votes_db.answered_trials(engine), focus=None)
     labels = analyze.labels_of(loaded)
-    analyze.write_outputs(result, out, labels)
+    analyze.write_outputs(result, out, labels, force=force)
     record = pilot_record(stats)
     (out / "pilot.json").write_text(json.dumps(record, indent=1) + "\n")
     typer.echo(f"{raters} simulated raters ({inattentive} voting at random), {stats.votes} votes in "

@@ -216,9 +216,19 @@ def _scales(study, votes, codecs, anchor, bootstrap, seed) -> list[dict[str, Any
     return rows
 
 
-def write_outputs(result: dict[str, Any], out: Path, labels: dict[str, str] | None = None) -> list[Path]:
+OUTPUT_NAMES = ("summary.json", "pairs.csv", "bradley_terry.csv", "votes.csv", "preference.png",
+                "bradley_terry.png")
+
+
+def write_outputs(result: dict[str, Any], out: Path, labels: dict[str, str] | None = None, *,
+                  force: bool = False) -> list[Path]:
     """``summary.json``, ``pairs.csv``, ``bradley_terry.csv``, ``votes.csv``, and the plots
-    ``preference.png`` and ``bradley_terry.png`` in ``out``; returns the paths."""
+    ``preference.png`` and ``bradley_terry.png`` in ``out``; returns the paths. Existing files of
+    these names are replaced only with ``force``."""
+    from imgcomp.io import check_writable
+
+    out = Path(out)
+    check_writable([out / name for name in OUTPUT_NAMES], force)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     summary = {k: v for k, v in result.items() if k != "vote_rows"}

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from imgcomp.errors import ImgcompError
+from imgcomp.io import file_sha256, load_image
 from imgcomp.study.definition import DEFAULT_DB_NAME, DEFINITION_NAME, DEFINITION_VERSION, IMAGES_DIR
 
 DEFAULT_RATES = (0.23, 0.37, 0.67, 1.0)
@@ -159,7 +160,6 @@ def create_study(
     An existing ``out`` is refused unless ``force`` (then it is replaced)."""
     from imgcomp.codecs import get_codec, parse_codec_names
     from imgcomp.data.folder import list_images
-    from imgcomp.io import file_sha256, load_image
 
     names = parse_codec_names(",".join(codecs))
     if len(names) < 2:
@@ -194,8 +194,7 @@ def create_study(
     folder = staging / IMAGES_DIR
     folder.mkdir(parents=True)
     try:
-        definition = _build(loaded, codec_objects, targets, tolerance, settings or {}, folder,
-                            file_sha256, progress)
+        definition = _build(loaded, codec_objects, targets, tolerance, settings or {}, folder, progress)
         definition.update({
             "title": title,
             "session": {"trials_per_rater": trials_per_rater, "attention_checks": attention_checks},
@@ -211,7 +210,7 @@ def create_study(
     return definition
 
 
-def _build(loaded, codec_objects, targets, tolerance, settings, folder, file_sha256, progress):
+def _build(loaded, codec_objects, targets, tolerance, settings, folder, progress):
     images: dict[str, Any] = {}
     reconstructions: dict[str, Any] = {}
     comparisons: list[dict[str, Any]] = []
