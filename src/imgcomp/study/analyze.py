@@ -20,7 +20,6 @@ import csv
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -343,4 +342,4 @@ def check_min_attention(value: float) -> float:
     return value
 
 
-__all__: Sequence[str] = ("analyze_votes", "bradley_terry", "wilson_interval", "write_outputs")
+__all__ = ["analyze_votes", "bradley_terry", "default_anchor", "wilson_interval", "write_outputs"]
