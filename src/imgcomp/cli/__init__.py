@@ -54,6 +54,7 @@ def _register_commands() -> None:
     for module in (demo, codec, data, evaluate, train, bench):
         module.register(app)
     from imgcomp.cli import metric; metric.register(app)  # noqa: E702
+    from imgcomp.cli import downstream; downstream.register(app)  # noqa: E702
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
