@@ -230,3 +230,4 @@ def test_evaluate_ocr_runs_a_codec_resumes_and_refuses_another_run(tmp_path):
     (tmp_path / "scenes" / "word.json").unlink()
     result = CliRunner().invoke(app, ["downstream", "ocr", str(tmp_path / "scenes"), "--out", str(tmp_path / "r2")])
     assert result.exit_code != 0 and "no ground truth" in str(result.exception)
+    assert not (tmp_path / "r2").exists()

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 @downstream_app.command("ocr")
 def ocr_command(
     image_dir: Path = typer.Argument(..., help="Folder of images, each with its ground-truth .json beside it (imgcomp data text-scenes)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json (resumed), summary.json, table.md and the plots."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json (resumed; refused if from another run, unless --force) and, rewritten from it each time, summary.json, table.md and the plots."),
     codecs: str = typer.Option(
         "jpeg420,webp,avif444,jpegxl,mentzer2018/cpu-colour-lp", "--codecs", "-c", help="Comma-separated codec names."
     ),
@@ -43,6 +43,7 @@ def ocr_command(
     from imgcomp.errors import ImgcompError
     from imgcomp.eval.downstream_ocr import evaluate_ocr, plot_curves, summarise, table_markdown
     from imgcomp.eval.runner import parse_settings_option
+    from imgcomp.io import write_atomic
 
     try:
         table_rates = [float(part) for part in rates.split(",") if part.strip()]
@@ -52,7 +53,6 @@ def ocr_command(
         raise ImgcompError(f"--rates {rates!r}: rates must be positive")
     if out.exists() and not out.is_dir():
         raise ImgcompError(f"{out}: not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     with Progress(TextColumn("OCR"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("ocr", total=None)
@@ -62,9 +62,9 @@ def ocr_command(
             on_progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     summary = summarise(document, table_rates)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     table = table_markdown(summary)
-    (out / "table.md").write_text(table, encoding="utf-8")
+    for name, text in (("summary.json", json.dumps(summary, indent=1) + "\n"), ("table.md", table)):
+        write_atomic(out / name, lambda handle, text=text: handle.write(text.encode("utf-8")))
     plot_curves(summary, out)
     typer.echo(table, nl=False)
     typer.echo(f"wrote results.json, summary.json, table.md, f1_vs_bpp.png, cer_vs_bpp.png to {out}")

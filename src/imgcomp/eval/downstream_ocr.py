@@ -32,6 +32,7 @@ atomically after every (image, codec), so an interrupted run resumes.
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import json
 import multiprocessing
 import os
@@ -551,8 +552,10 @@ def plot_curves(summary: Mapping[str, Any], out_dir: str | os.PathLike) -> list[
         axis.legend(fontsize=8)
         figure.tight_layout()
         path = out_dir / name
-        figure.savefig(path)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
         plt.close(figure)
+        write_atomic(path, lambda handle, data=buffer.getvalue(): handle.write(data))
         written.append(path)
     return written
 
