@@ -55,6 +55,7 @@ COMMAND_MODULES = {
     "demo": "demo", "encode": "codec", "decode": "codec", "info": "codec", "data": "data",
     "eval": "evaluate", "report": "evaluate", "compare": "evaluate", "codecs": "evaluate",
     "train": "train", "visualize": "train", "bench": "bench", "metric": "metric", "study": "study",
+    "downstream": "downstream",
 }
 
 

@@ -143,3 +143,25 @@ def pack(
         f"{report.out}: {report.crops} crops of up to {crop}px from {report.sources} images, "
         f"{report.total_bytes / 2**20:.1f} MiB; manifest in {report.out / 'manifest.json'}"
     )
+
+
+@data_app.command("text-scenes")
+def text_scenes(
+    out: Path = typer.Option(..., "--out", help="Folder for text-NN.png, text-NN.json and scenes.json."),
+    backgrounds: Path = typer.Option(Path("data/train"), "--backgrounds", help="Folder of photos to draw on (default data/train, from imgcomp data prepare)."),
+    count: int = typer.Option(24, "--count", help="Number of scenes."),
+    size: str = typer.Option("768x512", "--size", help="WIDTHxHEIGHT of each scene."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed, photos and fonts give the same files."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing scene files."),
+) -> None:
+    """Render text scenes with known text (signs, labels, document snippets, overlays) in Debian's
+    DejaVu fonts over photos, with ground-truth line boxes and text: the test set of
+    `imgcomp downstream ocr`."""
+    from imgcomp.data.text_scenes import generate_text_scenes
+    from imgcomp.errors import ImgcompError
+
+    width, sep, height = size.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise ImgcompError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 768x512")
+    report = generate_text_scenes(backgrounds, out, count=count, width=int(width), height=int(height), seed=seed, force=force)
+    typer.echo(f"{out}: {len(report.images)} scenes, {report.lines} text lines ({report.words} words); fonts and versions in scenes.json")
