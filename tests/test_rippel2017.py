@@ -176,6 +176,10 @@ def test_api_round_trip_through_a_file(tiny_model_dir: Path) -> None:
     loaded = load_model(tiny_model_dir)
     with pytest.raises(ImgcompError, match="stream version 7"):
         get_system("rippel2017").decode(loaded, b"\0" * 8, 100, 70, 1, 7)
+    for garbage in (bytes(range(12)), b"\xff" * 40):  # wrong bytes decode to some image, never a traceback
+        assert get_system("rippel2017").decode(loaded, garbage, 100, 70, 2, 1).pixels.shape == pixels.shape
+    with pytest.raises(ImgcompError, match="corrupt"):
+        get_system("rippel2017").decode(loaded, b"\0" * 7, 100, 70, 2, 1)
     with pytest.raises(ImgcompError, match="refine"):
         encode_image(pixels, quality=1, model=tiny_model_dir, refine_steps=2)
 
@@ -230,3 +234,5 @@ def test_training_smoke_with_the_tiny_preset(tmp_path: Path) -> None:
     assert decode_image(data_bytes, model=loaded).shape == pixels.shape
     with pytest.raises(ImgcompError, match="increasing"):
         build_config(None, {"data": str(data), "target_bpp": [0.5, 0.2]})
+    scaled = build_config("cpu", {"data": str(data), "target_bpp": 1.6}).target_bpp
+    assert scaled == pytest.approx([0.2, 0.4, 0.7, 1.1, 1.6])

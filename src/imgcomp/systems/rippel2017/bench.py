@@ -31,6 +31,29 @@ def _best(function, repeats: int) -> tuple[float, object]:
     return best, result
 
 
+def multiply_adds(model: RippelCodec, height: int, width: int) -> dict[str, int]:
+    """Multiply-adds of the encoder and the decoder's convolutions for one image (machine-independent)."""
+    totals = {"encoder": 0, "decoder": 0}
+    hooks = []
+    for part in totals:
+        for module in getattr(model, part).modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                def hook(mod, inputs, output, part=part):
+                    kernel = mod.kernel_size[0] * mod.kernel_size[1]
+                    if isinstance(mod, torch.nn.Conv2d):
+                        totals[part] += output.numel() * mod.in_channels * kernel
+                    else:
+                        totals[part] += inputs[0].numel() * mod.out_channels * kernel
+                hooks.append(module.register_forward_hook(hook))
+    pad = model.config.pad_multiple
+    x = torch.zeros(1, 3, -(-height // pad) * pad, -(-width // pad) * pad)
+    with torch.no_grad():
+        model.decode_features(model.encode_features(x))
+    for handle in hooks:
+        handle.remove()
+    return totals
+
+
 def measure(model: RippelCodec, pixels: np.ndarray, quality: int, repeats: int = 5) -> dict:
     config = model.config
     table = model.context_table.numpy().astype(np.int64)
@@ -51,6 +74,7 @@ def measure(model: RippelCodec, pixels: np.ndarray, quality: int, repeats: int =
         "width": width, "height": height, "quality": quality, "threads": torch.get_num_threads(),
         "encode_network_s": t_net, "encode_coder_s": t_code, "encode_s": t_net + t_code,
         "decode_coder_s": t_decode_bits, "decode_network_s": t_synth, "decode_s": t_decode_bits + t_synth,
+        "multiply_adds": multiply_adds(model, height, width),
         "payload_bytes": len(payload), "estimated_bytes": bits / 8, "binary_decisions": int(symbols.size * config.bits),
     }
 

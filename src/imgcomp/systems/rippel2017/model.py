@@ -29,7 +29,8 @@ SLOPE = 0.2
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(x, SLOPE)
+    """Leaky ReLU(0.2), in place: every caller passes a fresh conv output or sum."""
+    return F.leaky_relu_(x, SLOPE)
 
 
 def _stack(channels: int, layers: int) -> nn.ModuleList:

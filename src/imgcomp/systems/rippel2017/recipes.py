@@ -27,12 +27,17 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def build_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    """A recipe's settings with command-line overrides on top; ``data`` is required."""
+    """A recipe's settings with command-line overrides on top; ``data`` is required. A single
+    ``target_bpp`` number scales the recipe's per-quality targets so that the highest is that number."""
     settings: dict[str, Any] = {}
     if recipe is not None:
         if recipe not in RECIPES:
             raise ImgcompError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
         settings.update(RECIPES[recipe]["settings"])
+    top = overrides.get("target_bpp")
+    if isinstance(top, (int, float)):  # the command line's --target-bpp: the highest quality's target
+        base = settings.get("target_bpp") or RECIPES["cpu"]["settings"]["target_bpp"]
+        overrides = {**overrides, "target_bpp": [top * value / base[-1] for value in base]}
     settings.update(overrides)
     if "data" not in settings:
         raise ImgcompError("--data is required: a folder of training images")

@@ -120,6 +120,7 @@ class RippelTask:
             self.model.acr_alpha[quality] = self.controllers[quality].update(alpha, bpp)
         return {
             "loss": float(loss.detach()), "distortion": float(distortion.detach()), "acr": float(penalty.detach()),
+            "ms_ssim": 1.0 - float(distortion.detach()) / self.config.distortion_scale,
             f"bpp_q{quality + 1}": bpp, f"alpha_q{quality + 1}": alpha,
         }, ["ae"]
 
