@@ -56,7 +56,7 @@ def multiply_adds(model: RippelCodec, height: int, width: int) -> dict[str, int]
 
 def measure(model: RippelCodec, pixels: np.ndarray, quality: int, repeats: int = 5) -> dict:
     config = model.config
-    table = model.context_table.numpy().astype(np.int64)
+    table = bit_context.CodingTable(model.context_table.numpy())
     height, width = pixels.shape[:2]
     t_net, symbols = _best(lambda: stream.image_symbols(model, pixels, quality), repeats)
 

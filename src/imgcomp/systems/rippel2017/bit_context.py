@@ -42,7 +42,9 @@ TOTAL = 1 << FREQUENCY_BITS
 HALF = TOTAL // 2
 STATES = 3 * 4 * 4 * 4  # self x nb x act x grp
 SIGN_STATES = 3
-_ACT_BUCKET = np.array([0, 1, 2, 2, 3], dtype=np.int64)
+_SELF_STATE = np.array([0, 64, 128], dtype=np.int32)  # own higher planes' value 0, 1, 2+
+_NEIGHBOUR_STATE = np.array([0, 1, 2, 3, 3, 3, 3, 3, 3], dtype=np.int32) * 16  # significant neighbours 0..8
+_ACTIVE_STATE = np.array([0, 1, 2, 2, 3], dtype=np.int32) * 4  # other significant channels 0, 1, 2-3, 4+
 _SIGN_BUCKET = np.array([0, 0, 1, 1, 2], dtype=np.int64)  # |q| = 1, 2-3, 4+ (index min(|q|, 4))
 
 
@@ -61,41 +63,44 @@ def group_bounds(channels: int, groups: int) -> list[tuple[int, int]]:
 
 
 def plane_states(high: np.ndarray) -> np.ndarray:
-    """``self * 64 + nb * 16 + act * 4`` of every position, from the higher planes' values ``high``
-    (N, C, h, w)."""
-    significant = (high > 0).astype(np.int64)
-    h, w = high.shape[-2:]
+    """``self * 64 + nb * 16 + act * 4`` (int32) of every position, from the higher planes'
+    values ``high`` (N, C, h, w)."""
+    significant = (high > 0).astype(np.int32)
     padded = np.pad(significant, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    neighbours = -significant
-    for dy in range(3):
-        for dx in range(3):
-            neighbours = neighbours + padded[:, :, dy : dy + h, dx : dx + w]
-    active = significant.sum(axis=1, keepdims=True) - significant
-    return np.minimum(high, 2) * 64 + np.minimum(neighbours, 3) * 16 + _ACT_BUCKET[np.minimum(active, 4)] * 4
+    rows = padded[..., :, :-2] + padded[..., :, 1:-1] + padded[..., :, 2:]
+    neighbours = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :] - significant
+    active = significant.sum(axis=1, keepdims=True, dtype=np.int32) - significant
+    states = _SELF_STATE[np.minimum(high, 2)]
+    states += _NEIGHBOUR_STATE[neighbours]
+    states += _ACTIVE_STATE[np.minimum(active, 4)]
+    return states
 
 
 def _group_state(plane: np.ndarray, start: int) -> np.ndarray | int:
     if start == 0:
         return 0
-    return 1 + np.minimum(plane[:, :start].sum(axis=1, keepdims=True), 2)
+    return 1 + np.minimum(plane[:, :start].sum(axis=1, keepdims=True, dtype=np.int32), 2)
 
 
 def _magnitude_contexts(config, quality: int, p_index: int, start: int, stop: int, states: np.ndarray, grp) -> np.ndarray:
     channels = np.arange(start, stop, dtype=np.int64).reshape(1, -1, 1, 1)
     base = quality * per_quality(config) + (p_index * config.latent_channels + channels) * STATES
-    return (base + states[:, start:stop] + grp).ravel()
+    contexts = states[:, start:stop] + base  # int64: a model's contexts may pass 2^31
+    contexts += grp
+    return contexts.ravel()
 
 
 def _sign_contexts(config, quality: int, magnitude: np.ndarray) -> np.ndarray:
     channels = np.arange(config.latent_channels, dtype=np.int64).reshape(1, -1, 1, 1)
     base = quality * per_quality(config) + config.bits * config.latent_channels * STATES + channels * SIGN_STATES
-    return (base + _SIGN_BUCKET[np.minimum(magnitude, 4)])[magnitude > 0]
+    nonzero = magnitude > 0
+    return np.broadcast_to(base, magnitude.shape)[nonzero] + _SIGN_BUCKET[np.minimum(magnitude[nonzero], 4)]
 
 
 def coding_order(config, symbols: np.ndarray, quality: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(contexts, bits) of every push, in coding order, for symbols (N, C, h, w)."""
-    q = np.asarray(symbols, dtype=np.int64)
-    magnitude = np.abs(q)
+    q = np.asarray(symbols)
+    magnitude = np.abs(q).astype(np.int32)
     planes = config.bits
     if magnitude.size and int(magnitude.max()) >= 2**planes:
         raise ImgcompError(f"symbol magnitude {int(magnitude.max())} does not fit {planes} bitplanes")
@@ -106,55 +111,66 @@ def coding_order(config, symbols: np.ndarray, quality: int) -> Iterator[tuple[np
         for start, stop in group_bounds(config.latent_channels, config.channel_groups):
             grp = _group_state(plane, start)
             yield _magnitude_contexts(config, quality, p_index, start, stop, states, grp), plane[:, start:stop].ravel()
-    yield _sign_contexts(config, quality, magnitude), (q < 0)[magnitude > 0].astype(np.int64)
+    yield _sign_contexts(config, quality, magnitude), (q < 0)[magnitude > 0].astype(np.int32)
 
 
-def _rows(table: np.ndarray, contexts: np.ndarray) -> np.ndarray:
-    f0 = table[contexts].astype(np.float64)
-    rows = np.empty((len(contexts), 2))
-    rows[:, 0] = f0 * 2.0**-FREQUENCY_BITS
-    rows[:, 1] = (TOTAL - f0) * 2.0**-FREQUENCY_BITS
-    return rows
+class CodingTable:
+    """A table of ``f0`` with what coding needs precomputed: the coder's probability rows
+    ``(f0, 2^16 - f0) / 2^16`` (exact dyadic float64) and each bit's cost in bits."""
+
+    def __init__(self, f0: np.ndarray):
+        f0 = np.asarray(f0, dtype=np.int64)
+        if f0.size and (int(f0.min()) < 1 or int(f0.max()) > TOTAL - 1):
+            raise ImgcompError("corrupt bit-context table: frequencies must lie in 1 .. 65535")
+        self.f0 = f0
+        self.rows = np.stack([f0, TOTAL - f0], axis=1).astype(np.float64) * 2.0**-FREQUENCY_BITS
+        self.costs = FREQUENCY_BITS - np.log2(np.stack([f0, TOTAL - f0], axis=1).astype(np.float64))
 
 
-def ideal_bits(table: np.ndarray, contexts: np.ndarray, bits: np.ndarray) -> float:
+def _coding_table(table) -> CodingTable:
+    return table if isinstance(table, CodingTable) else CodingTable(table)
+
+
+def ideal_bits(table, contexts: np.ndarray, bits: np.ndarray) -> float:
     """``sum -log2 P(bit)`` under the table (for reports and the rate controller; never coded)."""
-    f0 = table[contexts].astype(np.float64)
-    chosen = np.where(bits == 0, f0, TOTAL - f0)
-    return float(len(bits) * FREQUENCY_BITS - np.log2(chosen).sum())
+    return float(_coding_table(table).costs[contexts, bits].sum())
 
 
-def symbols_bits(config, table: np.ndarray, symbols: np.ndarray, quality: int) -> float:
+def symbols_bits(config, table, symbols: np.ndarray, quality: int) -> float:
     """Ideal coding cost of symbols (N, C, h, w) at ``quality`` (0-based)."""
+    table = _coding_table(table)
     return sum(ideal_bits(table, ctx, bits) for ctx, bits in coding_order(config, symbols, quality))
 
 
-def encode(config, table: np.ndarray, symbols: np.ndarray, quality: int, encoder: SymbolEncoder) -> float:
-    """Push the bitplanes of symbols (C, h, w) into ``encoder``; returns their ideal cost in bits."""
+def encode(config, table, symbols: np.ndarray, quality: int, encoder: SymbolEncoder) -> float:
+    """Push the bitplanes of symbols (C, h, w) into ``encoder`` (``table``: f0 array or
+    :class:`CodingTable`); returns their ideal cost in bits."""
+    table = _coding_table(table)
     total = 0.0
     for contexts, bits in coding_order(config, symbols[None], quality):
         if len(bits):
-            encoder.push(bits, _rows(table, contexts))
+            encoder.push(bits, table.rows[contexts])
             total += ideal_bits(table, contexts, bits)
     return total
 
 
-def decode(config, table: np.ndarray, shape: tuple[int, int, int], quality: int, decoder: SymbolDecoder) -> np.ndarray:
+def decode(config, table, shape: tuple[int, int, int], quality: int, decoder: SymbolDecoder) -> np.ndarray:
     """Pull symbols of ``shape`` (C, h, w) from ``decoder``: the inverse of :func:`encode`."""
+    table = _coding_table(table)
     planes = config.bits
-    magnitude = np.zeros((1, *shape), dtype=np.int64)
+    magnitude = np.zeros((1, *shape), dtype=np.int32)
     for p_index in range(planes):
         shift = planes - 1 - p_index
         states = plane_states(magnitude >> (shift + 1))
         plane = np.zeros_like(magnitude)
         for start, stop in group_bounds(config.latent_channels, config.channel_groups):
             contexts = _magnitude_contexts(config, quality, p_index, start, stop, states, _group_state(plane, start))
-            plane[:, start:stop] = decoder.pull(_rows(table, contexts)).reshape(plane[:, start:stop].shape)
+            plane[:, start:stop] = decoder.pull(table.rows[contexts]).reshape(plane[:, start:stop].shape)
         magnitude |= plane << shift
     contexts = _sign_contexts(config, quality, magnitude)
-    symbols = magnitude.copy()
+    symbols = magnitude.astype(np.int64)
     if len(contexts):
-        negative = decoder.pull(_rows(table, contexts)).astype(bool)
+        negative = decoder.pull(table.rows[contexts]).astype(bool)
         symbols[magnitude > 0] = np.where(negative, -magnitude[magnitude > 0], magnitude[magnitude > 0])
     return symbols[0]
 

@@ -32,10 +32,11 @@ def latent_shape(config, height: int, width: int) -> tuple[int, int, int]:
     return config.latent_channels, padded_h // config.latent_stride, padded_w // config.latent_stride
 
 
-def table(loaded) -> np.ndarray:
+def table(loaded) -> bit_context.CodingTable:
+    """The model's bit-context table, prepared once per loaded model."""
     cache = loaded.cache
     if "context_table" not in cache:
-        cache["context_table"] = loaded.model.context_table.numpy().astype(np.int64)
+        cache["context_table"] = bit_context.CodingTable(loaded.model.context_table.numpy())
     return cache["context_table"]
 
 
