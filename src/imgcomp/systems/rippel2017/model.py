@@ -117,6 +117,12 @@ class RippelCodec(nn.Module):
         self.register_buffer("context_counts", torch.zeros(contexts, 2))  # training: decayed bit counts
         self.register_buffer("acr_alpha", torch.full((config.qualities,), 0.01))  # training: ACR weight per quality
 
+    def set_input_statistics(self, mean: list[float], std: list[float]) -> None:
+        """Change the fixed input normalisation (config and buffers together)."""
+        self.config.input_mean, self.config.input_std = list(mean), list(std)
+        self.input_mean.copy_(torch.tensor(mean).view(1, 3, 1, 1))
+        self.input_std.copy_(torch.tensor(std).view(1, 3, 1, 1))
+
     def step(self, quality: int) -> torch.Tensor:
         """Bin size per channel, (1, C, 1, 1): 2^-(B-1) * 2^max(log2_step, 0)."""
         base = 2.0 ** -(self.config.bits - 1)

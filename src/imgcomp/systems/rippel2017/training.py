@@ -97,6 +97,7 @@ class RippelTask:
             self.model.config.input_std = stored["input_std"]
             if stored != self.model.config.to_dict():
                 raise ImgcompError("checkpoint was trained with a different model configuration")
+            self.model.set_input_statistics(stored["input_mean"], stored["input_std"])
 
     def export_metadata(self, step: int) -> dict[str, Any]:
         return {
