@@ -398,7 +398,7 @@ def test_bad_files_get_clear_errors(model_dir: Path, valid_file: bytes) -> None:
         "quality beyond the model": (v4(6, 1, 1, b"\x07\x07", b"\x01\x00\x00"), "quality"),
         "system id 0": (v4(1, 0, 1, b"\x07\x07", b"\x01\x00\x00"), "system id"),
         "unknown system": (v4(1, 77, 1, b"\x07\x07", b"\x01\x00\x00"), "system id"),
-        "planned system": (v4(1, 3, 1, b"\x07\x07", b"\x01\x00\x00"), "rippel2017"),
+        "another system": (v4(1, 3, 1, b"\x07\x07", b"\x01\x00\x00"), "rippel2017|system id 3"),
         "newer stream": (v4(1, 1, 9, b"\x07\x07", b"\x01\x00\x00"), "stream version 9"),
         "no sections": (v4(1, 1, 1, b"\x07\x07", b"\x00"), "sections"),
         "unknown section": (v4(1, 1, 1, b"\x07\x07", b"\x01\x09\x00"), "section kind"),

@@ -1,0 +1,83 @@
+"""Rippel, Bourdev: "Real-Time Adaptive Image Compression", ICML 2017 (arXiv:1705.05823).
+
+Everything specific to this system: :mod:`.config` (sizes, presets), :mod:`.model` (pyramidal
+encoder with interscale alignment, decoder, per-quality quantiser; sec. 3.1, 3.2.1),
+:mod:`.bitplanes` (B-bit quantisation, bitplane decomposition; sec. 3.2.1-3.2.2),
+:mod:`.bit_context` (exact, vectorised context coding of the bitplanes; sec. 3.2.3),
+:mod:`.acr` (adaptive codelength regularisation and its feedback on alpha; sec. 3.2.4),
+:mod:`.stream` (image <-> payload), :mod:`.training` and :mod:`.recipes`. The runtime modules
+import no training code. Not implemented: the adversarial training of sec. 4.
+"""
+
+from __future__ import annotations
+
+from imgcomp.systems.rippel2017.config import ARCHITECTURE, RippelConfig
+
+
+class Rippel2017:
+    """The :class:`~imgcomp.systems.base.System` of Rippel & Bourdev 2017."""
+
+    name = ARCHITECTURE
+    stream_version = 1
+    readable_stream_versions = (1,)
+    citation = "O. Rippel, L. Bourdev. Real-Time Adaptive Image Compression. ICML 2017."
+    config_class = RippelConfig
+
+    def build(self, config: RippelConfig):
+        from imgcomp.systems.rippel2017.model import RippelCodec
+
+        return RippelCodec(config)
+
+    def qualities(self, loaded) -> int:
+        return loaded.config.qualities
+
+    def encode(self, loaded, pixels, quality, *, refine_steps=0, objective_lowpass=None, stream_version=None):
+        from imgcomp.systems.rippel2017 import stream
+
+        return stream.encode(
+            loaded, pixels, quality, refine_steps=refine_steps, objective_lowpass=objective_lowpass,
+            stream_version=stream_version,
+        )
+
+    def model_tag(self, weights_sha256, folder, stream_version) -> bytes:
+        from imgcomp.systems.rippel2017.tags import model_tag
+
+        return model_tag(weights_sha256, folder, stream_version)
+
+    def lowpass_version(self, stream_version) -> int:
+        """The low-pass section is coded with exact integer frequencies (coding version 2)."""
+        return 2
+
+    def decode(self, loaded, payload, width, height, quality, stream_version):
+        from imgcomp.systems.rippel2017 import stream
+
+        return stream.decode(loaded, payload, width, height, quality, stream_version)
+
+    def visualize(self, image, model, out, quality=None, force=False) -> list:
+        from imgcomp.errors import ImgcompError
+
+        raise ImgcompError("rippel2017 has no visualisation yet")
+
+    def benchmarks(self, image_path: str, loaded) -> dict:
+        return {}
+
+    def training_throughput(self, preset: str, steps: int, batch_size: int, crop: int) -> dict:
+        from imgcomp.errors import ImgcompError
+
+        raise ImgcompError("rippel2017 has no training benchmark yet (use imgcomp train and read steps_per_s)")
+
+    def training(self):
+        """The training module: ``TrainConfig``, ``train``, ``CONFIG_FILE`` (imports training code)."""
+        from imgcomp.systems.rippel2017 import training
+
+        return training
+
+    def recipes(self):
+        from imgcomp.systems.rippel2017 import recipes
+
+        return recipes
+
+
+SYSTEM = Rippel2017()
+
+__all__ = ["SYSTEM", "Rippel2017", "RippelConfig"]

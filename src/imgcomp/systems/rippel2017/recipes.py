@@ -1,0 +1,47 @@
+"""Named training recipes of Rippel & Bourdev 2017."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imgcomp.errors import ImgcompError
+from imgcomp.systems.rippel2017.training import TrainConfig
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "description": "cpu preset (M = 6 levels, C = 32, B = 6), 5 qualities (0.1..0.8 bpp) in one network, "
+        "MS-SSIM + ACR, 6000 steps of 8 x 128px crops: for 2 CPU cores",
+        "settings": {
+            "preset": "cpu", "steps": 6000, "batch_size": 8, "crop": 128,
+            "target_bpp": [0.1, 0.2, 0.35, 0.55, 0.8], "val_every": 1000,
+        },
+    },
+    "paper": {
+        "description": "paper preset, 5 qualities, 60000 steps of 16 x 256px crops: for a GPU",
+        "settings": {
+            "preset": "paper", "steps": 60000, "batch_size": 16, "crop": 256,
+            "target_bpp": [0.1, 0.2, 0.35, 0.55, 0.8], "val_every": 2000, "workers": 6,
+        },
+    },
+}
+
+
+def build_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """A recipe's settings with command-line overrides on top; ``data`` is required. A single
+    ``target_bpp`` number scales the recipe's per-quality targets so that the highest is that number."""
+    settings: dict[str, Any] = {}
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ImgcompError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+        settings.update(RECIPES[recipe]["settings"])
+    top = overrides.get("target_bpp")
+    if isinstance(top, (int, float)):  # the command line's --target-bpp: the highest quality's target
+        base = settings.get("target_bpp") or RECIPES["cpu"]["settings"]["target_bpp"]
+        overrides = {**overrides, "target_bpp": [top * value / base[-1] for value in base]}
+    settings.update(overrides)
+    if "data" not in settings:
+        raise ImgcompError("--data is required: a folder of training images")
+    try:
+        return TrainConfig(**settings)
+    except TypeError as exc:
+        raise ImgcompError(f"invalid training settings: {exc}") from None
