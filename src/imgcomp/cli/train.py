@@ -64,7 +64,7 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint (pass --steps to extend it)."),
     force: bool = typer.Option(False, "--force", help="Start over, deleting an existing run in --out."),
     list_recipes: bool = typer.Option(False, "--list-recipes", help="Print the recipes and exit."),
-    system: str = typer.Option("mentzer2018", "--system", help="The published system to train (mentzer2018 is the one implemented)."),
+    system: str = typer.Option("mentzer2018", "--system", help="The published system to train: mentzer2018, rippel2017 (Patel et al.'s models are mentzer2018 networks: --recipe cpu-dpc etc.)."),
 ) -> None:
     """Train a context-model codec (Mentzer et al. 2018). Ctrl-C stops cleanly with a checkpoint.
 
@@ -133,7 +133,7 @@ def train_command(
             if metrics:
                 quality = f"MS-SSIM {metrics['ms_ssim']:.4f}  " if "ms_ssim" in metrics else ""
                 status = (
-                    f"loss {metrics.get('loss', 0):.3f}  bpp {metrics.get('masked_bpp', 0):.3f}  "
+                    f"loss {metrics.get('loss', 0):.3f}  bpp {metrics.get('masked_bpp', metrics.get('bpp', 0)):.3f}  "
                     f"{quality}{metrics.get('steps_per_s', 0):.2f} steps/s"
                 )
             bar.update(task, completed=step, status=status)

@@ -122,7 +122,7 @@ class RippelTask:
         return {
             "loss": float(loss.detach()), "distortion": float(distortion.detach()), "acr": float(penalty.detach()),
             "ms_ssim": 1.0 - float(distortion.detach()) / self.config.distortion_scale,
-            f"bpp_q{quality + 1}": bpp, f"alpha_q{quality + 1}": alpha,
+            "bpp": bpp, f"bpp_q{quality + 1}": bpp, f"alpha_q{quality + 1}": alpha,
         }, ["ae"]
 
     def _count(self, symbols: np.ndarray, quality: int, pixels: int) -> float:
