@@ -345,7 +345,8 @@ def _run_task(task: _Task) -> tuple[list[EvalRecord], list[str]]:
         _warm_up(task.codec, task.settings[len(task.settings) // 2])
         height, width = image.shape[:2]
         with _torch_threads(1):
-            records = [_measure(codec, library, image, task, s, width, height) for s in task.settings]
+            scorer = _LpipsScorer(task, image)
+            records = [_measure(codec, library, image, task, s, width, height, scorer) for s in task.settings]
     messages = [str(w.message) for w in caught]
     return records, messages
 
@@ -365,7 +366,8 @@ def _torch_threads(count: int) -> Iterator[None]:
 
 
 def _measure(
-    codec, library: str, image: np.ndarray, task: _Task, setting: Setting, width: int, height: int
+    codec, library: str, image: np.ndarray, task: _Task, setting: Setting, width: int, height: int,
+    scorer: _LpipsScorer | None = None,
 ) -> EvalRecord:
     begin = time.perf_counter()
     data = codec.encode(image, setting)
@@ -380,7 +382,7 @@ def _measure(
         )
     header = codec.header_bytes(data)
     payload = None if header is None else len(data) - header
-    distance, distance_seconds = _lpips_or_none(task, image, decoded)
+    distance, distance_seconds = (None, None) if scorer is None else scorer(decoded)
     return EvalRecord(
         image=task.image_name,
         image_sha256=task.image_sha256,
@@ -404,20 +406,46 @@ def _measure(
     )
 
 
-def _lpips_or_none(task: _Task, image: np.ndarray, decoded: np.ndarray) -> tuple[float | None, float | None]:
-    """ST-LPIPS of the task's network and its seconds; None when not asked for or the image is
-    too small for the network (with a warning)."""
-    if task.lpips is None:
-        return None, None
-    from imgcomp.lpips import lpips
+class _LpipsScorer:
+    """ST-LPIPS of the task's network between its image and each reconstruction, with the seconds
+    each took; the image's features are computed once per task (:meth:`imgcomp.lpips.LPIPS.reference`)
+    and their cost is shared among its settings. None when not asked for, or the image is too
+    small for the network (with a warning)."""
 
-    begin = time.perf_counter()
-    try:
-        value = lpips(image, decoded, net=task.lpips, download=False)
-    except ImgcompError as exc:
-        warnings.warn(f"{task.image_name}: LPIPS recorded as null ({exc})", stacklevel=2)
-        return None, None
-    return value, time.perf_counter() - begin
+    def __init__(self, task: _Task, image: np.ndarray) -> None:
+        self.task = task
+        self.network = None
+        self.reference = None
+        self.reference_seconds = 0.0
+        self.settings = max(1, len(task.settings))
+        if task.lpips is None:
+            return
+        import torch
+
+        from imgcomp.lpips import lpips_network
+        from imgcomp.tensors import as_image_tensor
+
+        begin = time.perf_counter()
+        self.network = lpips_network(task.lpips, download=False)
+        try:
+            with torch.no_grad():
+                self.reference = self.network.reference(as_image_tensor(image))
+        except ImgcompError as exc:
+            warnings.warn(f"{task.image_name}: LPIPS recorded as null ({exc})", stacklevel=2)
+            self.network = None
+        self.reference_seconds = time.perf_counter() - begin
+
+    def __call__(self, decoded: np.ndarray) -> tuple[float | None, float | None]:
+        if self.network is None:
+            return None, None
+        import torch
+
+        from imgcomp.tensors import as_image_tensor
+
+        begin = time.perf_counter()
+        with torch.no_grad():
+            value = float(self.network.distance_to_reference(self.reference, as_image_tensor(decoded))[0])
+        return value, time.perf_counter() - begin + self.reference_seconds / self.settings
 
 
 def _finite_or_none(value: float) -> float | None:
