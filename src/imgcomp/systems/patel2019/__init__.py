@@ -30,6 +30,7 @@ class Patel2019:
     this paper's objective and recipes."""
 
     name = "patel2019"
+    coding_system = CODING_SYSTEM  # its files carry mentzer2018's system id (see system_for_id)
     citation = (
         "A. Patel, S. Reddy, S. Dutt, A. Goyal, S. Bhattacharya, K. Venkataraman. Deep Perceptual "
         "Compression. arXiv:1907.08310, 2019."
