@@ -5,7 +5,6 @@ and LPIPS in evaluation and reports (BD-rate on 1 - LPIPS, older results without
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
