@@ -380,7 +380,7 @@ def _markdown(report: Report) -> str:
             f"| {report.label(codec)} | "
             + " | ".join(_percent(r.mean) for r in row)
             + f" | {_percent(payload.mean) if payload else 'n/a'} | "
-            + (f"{_percent(report.bd_rates['lpips'][codec].mean)} | " if lpips else "")
+            + (f"{_lpips_cell(report.bd_rates['lpips'][codec])} | " if lpips else "")
             + f"{len(row[0].per_image)} |"
         )
     if report.operating_points:
@@ -474,6 +474,11 @@ def _markdown(report: Report) -> str:
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def _lpips_cell(result: BDRate) -> str:
+    """The LPIPS BD-rate with its image count (it may differ from the MS-SSIM one)."""
+    return _percent(result.mean) + (f" ({len(result.per_image)})" if result.mean is not None else "")
 
 
 def _jobs_note(runs: list[dict[str, Any]]) -> str:
