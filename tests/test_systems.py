@@ -13,7 +13,7 @@ from imgcomp.systems import SYSTEM_IDS, available_systems, config_from_dict, get
 
 def test_system_ids_are_frozen() -> None:
     assert SYSTEM_IDS == {"mentzer2018": 1, "patel2019": 2, "rippel2017": 3}  # never renumber
-    assert "mentzer2018" in available_systems() and "rippel2017" in available_systems()
+    assert available_systems() == ["mentzer2018", "patel2019", "rippel2017"]
     assert set(available_systems()) <= set(SYSTEM_IDS)
 
 
@@ -28,6 +28,8 @@ def test_systems_are_found_by_name_id_and_config() -> None:
     for number in planned:
         with pytest.raises(ImgcompError, match="not implement"):
             system_for_id(number)
+    with pytest.raises(ImgcompError, match="never written"):  # patel2019's models write mentzer2018 files
+        system_for_id(2)
     with pytest.raises(ImgcompError, match="architecture"):
         config_from_dict({"channels": 3})
 
@@ -36,7 +38,7 @@ def test_shipped_models_are_named_by_system_with_0_5_aliases() -> None:
     from imgcomp.zoo import DEFAULT_MODEL, canonical_name, get_model, model_name, shipped_models
 
     assert DEFAULT_MODEL == "mentzer2018/cpu-colour-lp"
-    assert sorted(shipped_models()) == ["mentzer2018/cpu", "mentzer2018/cpu-colour", "mentzer2018/cpu-colour-lp"]
+    assert sorted(shipped_models()) == ["mentzer2018/cpu", "mentzer2018/cpu-colour", "mentzer2018/cpu-colour-lp", "patel2019/dpc"]
     assert canonical_name("mentzer2018-cpu-colour-lp") == DEFAULT_MODEL
     assert model_name(get_model()) == DEFAULT_MODEL and get_model().system.name == "mentzer2018"
 

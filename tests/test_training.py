@@ -239,7 +239,11 @@ def test_every_shipped_model_has_a_recipe_and_recipes_start_from_shipped_names()
     from imgcomp.zoo import DEFAULT_MODEL, get_model, model_folder, shipped_models
 
     assert DEFAULT_MODEL in shipped_models()
-    described = " ".join(recipe["description"] for recipe in RECIPES.values())
+    from imgcomp.systems import get_system
+
+    described = " ".join(
+        recipe["description"] for system in ("mentzer2018", "patel2019") for recipe in get_system(system).recipes().RECIPES.values()
+    )
     assert all(name in described for name in shipped_models())
     config = build_config("cpu-multirate-colour-lp", {"data": "."})
     assert config.init_from == "mentzer2018/cpu-colour" and config.lowpass is not None

@@ -1,7 +1,9 @@
 """Models that ship inside the package, ``imgcomp/weights/<system>/<model>/``, and how files find them.
 
 A shipped model is named ``<system>/<model>`` (``mentzer2018/cpu-colour-lp``); the names of
-imgcomp 0.2-0.5 (``mentzer2018-cpu-colour-lp``) are accepted as aliases. Anywhere a model is
+imgcomp 0.2-0.5 (``mentzer2018-cpu-colour-lp``) are accepted as aliases. ``<system>`` is the paper
+the model comes from; the system that codes its files is its config's ``architecture`` (the
+same, except for ``patel2019/dpc``: Patel et al.'s model is a ``mentzer2018`` network). Anywhere a model is
 asked for, a folder holding an exported model works too. Names and tags are found without
 importing torch (``imgcomp info``); loading a model imports it.
 """
@@ -110,6 +112,29 @@ def get_torch_free_model(model: str | os.PathLike):
     return _load_torch_free_cached(str(folder.resolve()), weights.stat().st_mtime_ns)
 
 
+@lru_cache(maxsize=32)
+def _architecture(config: str, mtime_ns: int) -> str | None:
+    import json
+
+    try:
+        data = json.loads(Path(config).read_text(encoding="utf-8"))
+        value = data.get("config", data).get("architecture")  # config.json: {"config": {...}, "metadata": {...}}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def coding_system(name: str, folder: Path) -> str:
+    """The system that codes the files of shipped model ``name`` (in ``folder``): its config's
+    ``architecture``, else the ``<system>`` of its name."""
+    config = folder / CONFIG_FILE
+    try:
+        found = _architecture(str(config), config.stat().st_mtime_ns)
+    except OSError:
+        found = None
+    return found or name.split("/")[0]
+
+
 def shipped_name_by_tag(tag: bytes, system_id: int | None = None, stream_version: int | None = None) -> str | None:
     """The ``system/model`` name of the shipped model whose tag is ``tag`` (of system
     ``system_id``), None if none is installed; loads no model. For files of imgcomp 0.2-0.5
@@ -119,7 +144,7 @@ def shipped_name_by_tag(tag: bytes, system_id: int | None = None, stream_version
     from imgcomp.systems import SYSTEM_IDS, get_system
 
     for name, folder in shipped_models().items():
-        system_name = name.split("/")[0]
+        system_name = coding_system(name, folder)
         if system_id is not None and SYSTEM_IDS.get(system_name) != system_id:
             continue
         weights = folder / WEIGHTS_FILE

@@ -56,16 +56,22 @@ def eval_command(
         help="An exported model folder to evaluate as codec SYSTEM/NAME (its folder's name; RUN for RUN/model); repeatable.",
     ),
     refine: int = typer.Option(0, "--refine", min=0, max=1000, help="With --model: refine each latent in N steps (codec SYSTEM/NAME+refineN)."),
+    lpips: str = typer.Option(
+        "alex", "--lpips",
+        help="LPIPS column: ST-LPIPS alex (default; ~1-2.5 s per 768x512 reconstruction on one CPU core), "
+        "vgg (~3x that) or none (the eval as fast as without it).",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite a results file from a different run."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Compress every image with every codec at every setting; record bpp, PSNR, MS-SSIM, times.
+    """Compress every image with every codec at every setting; record bpp, PSNR, MS-SSIM, LPIPS, times.
 
     Learned codecs are named by system and model: `imgcomp codecs` lists them
     (e.g. mentzer2018/cpu-colour-lp, mentzer2018/cpu-colour-lp+refine20)."""
     from imgcomp.codecs import parse_codec_names, register_model_codec
-    from imgcomp.eval.runner import evaluate_folder, parse_settings_option
+    from imgcomp.eval.runner import evaluate_folder, lpips_config, parse_settings_option
 
+    lpips_config(lpips)  # a bad --lpips fails before any work
     extra = [register_model_codec(folder, refine) for folder in model or []]
     names = parse_codec_names(codecs) if codecs is not None else None
     if extra:
@@ -80,6 +86,7 @@ def eval_command(
         jobs=jobs,
         force=force,
         progress=progress,
+        lpips=lpips,
     )
     typer.echo(
         f"{summary.path}: {summary.computed} measurements computed, {summary.skipped} already there, "
@@ -117,12 +124,14 @@ def report_command(
         tags[path] = name
     report = build_report(merge_results(results, tags), ref, levels=quality_levels)
     written = write_report(report, out, force=force)
-    typer.echo(f"BD-rate vs {report.label(ref)} (mean over images): MS-SSIM dB / PSNR")
+    lpips = report.has_lpips
+    typer.echo(f"BD-rate vs {report.label(ref)} (mean over images): MS-SSIM dB / PSNR" + (" / LPIPS" if lpips else ""))
     for codec in report.codecs:
         if codec == ref:
             continue
         ms, ps = report.bd_rates["ms_ssim_db"][codec].mean, report.bd_rates["psnr"][codec].mean
-        typer.echo(f"  {report.label(codec):<14} {_percent(ms):>8} / {_percent(ps):>8}")
+        extra = f" / {_percent(report.bd_rates['lpips'][codec].mean):>8}" if lpips else ""
+        typer.echo(f"  {report.label(codec):<14} {_percent(ms):>8} / {_percent(ps):>8}{extra}")
     typer.echo(f"wrote {', '.join(p.name for p in written)} to {out}")
 
 

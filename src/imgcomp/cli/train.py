@@ -54,6 +54,9 @@ def train_command(
     beta: Optional[float] = typer.Option(None, help="Rate weight beta."),
     colour_weight: Optional[float] = typer.Option(None, help="Weight of the colour anchor: mean |x - x_hat| / 255 (of --colour-pool block means) added to 1 - MS-SSIM. 0: MS-SSIM only, as in the paper."),
     colour_pool: Optional[int] = typer.Option(None, help="Block size over which the colour anchor averages before comparing (1: per pixel)."),
+    criterion: Optional[str] = typer.Option(None, help="Distortion: ms_ssim (Mentzer et al.), dpc (Patel et al.: LPIPS + (1 - MS-SSIM)) or dpl (LPIPS alone)."),
+    lpips_net: Optional[str] = typer.Option(None, help="LPIPS backbone of dpc/dpl: alex (ST-LPIPS AlexNet) or vgg (VGG-16, ~2.5x slower per step)."),
+    decoder_kernel: Optional[int] = typer.Option(None, help="Kernel of the decoder's stride-2 up-convolutions: 5 (Mentzer et al.) or 2 (Patel et al., no overlap)."),
     importance_pool: Optional[int] = typer.Option(None, help="Average the importance map over NxN latent positions (1: per position, the paper)."),
     lowpass_block: Optional[int] = typer.Option(None, help="Train for the decoder output with the low-pass correction layer of this block size added (16, 32, 64; 0: off, the paper)."),
     lowpass_step: Optional[int] = typer.Option(None, help="Quantization step of that layer (1-16 levels)."),
@@ -64,7 +67,7 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint (pass --steps to extend it)."),
     force: bool = typer.Option(False, "--force", help="Start over, deleting an existing run in --out."),
     list_recipes: bool = typer.Option(False, "--list-recipes", help="Print the recipes and exit."),
-    system: str = typer.Option("mentzer2018", "--system", help="The published system to train: mentzer2018, rippel2017 (Patel et al.'s models are mentzer2018 networks: --recipe cpu-dpc etc.)."),
+    system: str = typer.Option("mentzer2018", "--system", help="The published system to train: mentzer2018, patel2019 (its recipes; a mentzer2018 network) or rippel2017."),
 ) -> None:
     """Train a context-model codec (Mentzer et al. 2018). Ctrl-C stops cleanly with a checkpoint.
 
@@ -92,6 +95,7 @@ def train_command(
         "rate_through_context": rate_through_context,
         "batch_size": batch_size, "crop": crop, "lr": lr,
         "beta": beta, "colour_weight": colour_weight, "colour_pool": colour_pool,
+        "criterion": criterion, "lpips_net": lpips_net, "decoder_kernel": decoder_kernel,
         "importance_pool": importance_pool, "lowpass_block": lowpass_block, "lowpass_step": lowpass_step, "workers": workers, "seed": seed, "val_every": val_every,
         "checkpoint_every": checkpoint_every,
     }

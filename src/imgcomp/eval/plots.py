@@ -38,8 +38,8 @@ def codec_colors(codecs: list[str]) -> dict[str, str]:
 
 
 def rd_figure(report: Report, metric: str, max_bpp: float = PLOT_MAX_BPP) -> Figure:
-    """Average ``metric`` (``"ms_ssim"`` on a dB axis, or ``"psnr"``) against bpp, one line per
-    codec; legend entries carry the BD-rate against the reference."""
+    """Average ``metric`` (``"ms_ssim"`` on a dB axis, ``"psnr"`` or ``"lpips"``, lower is better)
+    against bpp, one line per codec; legend entries carry the BD-rate against the reference."""
     figure = plt.figure(figsize=(7.5, 5.2), dpi=130)
     axes = figure.add_subplot(1, 1, 1)
     curves = report.curves.get(metric, {})
@@ -75,7 +75,7 @@ def rd_figure(report: Report, metric: str, max_bpp: float = PLOT_MAX_BPP) -> Fig
             label=label,
             **style,
         )
-    title = "MS-SSIM" if metric == "ms_ssim" else "PSNR"
+    title = {"ms_ssim": "MS-SSIM", "lpips": "LPIPS"}.get(metric, "PSNR")
     axes.set_title(
         f"{title} vs rate, average over {len(report.images)} images "
         f"(BD-rate vs {report.label(report.reference)} in legend)",
@@ -93,6 +93,8 @@ def rd_figure(report: Report, metric: str, max_bpp: float = PLOT_MAX_BPP) -> Fig
         )
         secondary.set_ylabel("MS-SSIM")
         secondary.set_yticks([0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995])
+    elif metric == "lpips":
+        axes.set_ylabel(f"LPIPS (ST-LPIPS {report.lpips_net}), lower is better")
     else:
         axes.set_ylabel("PSNR (dB, RGB)")
     if lows:
@@ -104,7 +106,7 @@ def rd_figure(report: Report, metric: str, max_bpp: float = PLOT_MAX_BPP) -> Fig
     axes.minorticks_on()
     axes.grid(True, which="minor", alpha=0.12)
     if axes.lines:
-        axes.legend(loc="lower right", fontsize=9, framealpha=0.9)
+        axes.legend(loc="upper right" if metric == "lpips" else "lower right", fontsize=9, framealpha=0.9)
     figure.tight_layout()
     return figure
 

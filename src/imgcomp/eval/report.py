@@ -4,7 +4,9 @@ fixed MS-SSIM, timings; written as ``report.md``, ``report.json`` and PNG/SVG pl
 * Average curves: Mentzer et al. (2018, sec. 4), after Rippel & Bourdev (2017, sec. 5) - see
   :mod:`imgcomp.eval.curves`.
 * BD-rate per image, averaged (pchip; :mod:`imgcomp.eval.bdrate`), in MS-SSIM dB
-  (``-10 log10(1 - MS-SSIM)``), PSNR and YCbCr MS-SSIM dB.
+  (``-10 log10(1 - MS-SSIM)``), PSNR, YCbCr MS-SSIM dB and, where the results have it, LPIPS
+  (lower is better, so BD-rate runs on ``1 - LPIPS``, which rises with rate as Bjontegaard's method
+  needs; the equal-quality pairs are those of LPIPS itself).
 * File size relative to the reference at fixed MS-SSIM: Rippel & Bourdev (2017), Table 1
   (:mod:`imgcomp.eval.size_at_quality`).
 * Encode/decode time: median seconds per image over all images and settings.
@@ -54,15 +56,20 @@ QUALITY_METRICS: dict[str, tuple[str, Callable[[EvalRecord], float | None]]] = {
     "ms_ssim_db": ("MS-SSIM (dB)", lambda r: _db_or_none(r.ms_ssim)),
     "psnr": ("PSNR (dB)", lambda r: r.psnr),
     "ms_ssim_ycbcr_db": ("MS-SSIM YCbCr (dB)", lambda r: _db_or_none(r.ms_ssim_ycbcr)),
+    "lpips": ("LPIPS (as 1 - LPIPS)", lambda r: None if r.lpips is None else 1.0 - r.lpips),
 }
-"""Metrics BD-rates are computed in: name -> (label, value of a record)."""
+"""Metrics BD-rates are computed in: name -> (label, value of a record); each must rise with quality."""
 
 CURVE_METRICS: dict[str, tuple[str, Callable[[EvalRecord], float | None]]] = {
     "ms_ssim": ("MS-SSIM", lambda r: r.ms_ssim),
     "psnr": ("PSNR (dB)", lambda r: r.psnr),
     "ms_ssim_ycbcr": ("MS-SSIM YCbCr", lambda r: r.ms_ssim_ycbcr),
+    "lpips": ("LPIPS", lambda r: r.lpips),
 }
 """Metrics averaged along bpp (the papers average raw MS-SSIM, then plot it on any scale)."""
+
+LPIPS_FILES = ("rd_lpips.png", "rd_lpips.svg")
+"""Written besides :data:`REPORT_FILES` when the results have LPIPS."""
 
 FEW_SETTINGS = 5
 """Codecs with at most this many settings (learned models) also get per-setting operating points."""
@@ -137,6 +144,11 @@ class Report:
     runs: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     operating_points: dict[str, list[OperatingPoint]] = field(default_factory=dict)
+    lpips_net: str | None = None  # the LPIPS network of the LPIPS column (None: no LPIPS in the results)
+
+    @property
+    def has_lpips(self) -> bool:
+        return self.lpips_net is not None
 
     def label(self, codec: str) -> str:
         return self.labels.get(codec, codec)
@@ -167,6 +179,10 @@ class Report:
                 metric: {codec: curve.to_dict() for codec, curve in by_codec.items()}
                 for metric, by_codec in self.curves.items()
             },
+            "lpips": None if self.lpips_net is None else {
+                "net": self.lpips_net, "variant": "shift_tolerant",
+                "bd_rate_quality": "1 - LPIPS (LPIPS: lower is better)",
+            },
             "notes": self.notes,
         }
 
@@ -190,9 +206,18 @@ def build_report(
         )
     images = sorted({record.image for record in merged.records})
     notes: list[str] = []
+    nets = sorted({r.lpips_net or "?" for r in merged.records if r.lpips is not None})
+    lpips_net = nets[0] if len(nets) == 1 else None
+    if len(nets) > 1:
+        notes.append(f"LPIPS left out: the results mix LPIPS networks ({', '.join(nets)})")
+    if lpips_net is None and nets:
+        merged = replace(merged, records=[replace(r, lpips=None, lpips_net=None) for r in merged.records])
+        grouped = group_records(merged.records)
 
     curves: dict[str, dict[str, AverageCurve]] = {}
     for metric, (_, value_of) in CURVE_METRICS.items():
+        if metric == "lpips" and lpips_net is None:
+            continue
         per_codec = {
             codec: [rd_curve([r.bpp for r in rs], [value_of(r) for r in rs]) for rs in by_image.values()]
             for codec, by_image in grouped.items()
@@ -214,9 +239,18 @@ def build_report(
 
     tested = [codec for codec in sorted(grouped) if codec != reference]
     bd: dict[str, dict[str, BDRate]] = {}
+    without_lpips = sorted(c for c, by_image in grouped.items() if all(r.lpips is None for rs in by_image.values() for r in rs))
     for metric, (_, value_of) in QUALITY_METRICS.items():
+        if metric == "lpips" and lpips_net is None:
+            continue
         anchor = points(reference, value_of)
         bd[metric] = {codec: bd_rates(anchor, points(codec, value_of), codec, metric) for codec in tested}
+        if metric == "lpips":  # one note for a codec measured without LPIPS, not one per image
+            for codec in without_lpips:
+                if codec in bd[metric]:
+                    bd[metric][codec] = BDRate(codec=codec, metric=metric, mean=None)
+            if without_lpips:
+                notes.append(f"no LPIPS recorded for: {', '.join(without_lpips)}")
     payload_anchor = points(reference, QUALITY_METRICS["ms_ssim_db"][1], lambda r: r.payload_bpp)
     payload_bd = {}
     if payload_anchor:
@@ -274,6 +308,7 @@ def build_report(
         runs=merged.runs,
         notes=notes,
         operating_points=operating,
+        lpips_net=lpips_net,
     )
 
 
@@ -290,6 +325,7 @@ def _timing(by_image: dict[str, list[EvalRecord]]) -> dict[str, Any]:
     records = [r for rs in by_image.values() for r in rs]
     headers = [r.bytes - r.payload_bytes for r in records if r.payload_bytes is not None]
     return {
+        "lpips_median_s": _median([r.lpips_seconds for r in records]),
         "encode_median_s": _median([r.encode_seconds for r in records]),
         "decode_median_s": _median([r.decode_seconds for r in records]),
         "encode_total_s": float(sum(r.encode_seconds for r in records)),
@@ -308,6 +344,8 @@ def _percent(value: float | None) -> str:
 
 def _markdown(report: Report) -> str:
     ref = report.label(report.reference)
+    lpips = report.has_lpips
+    net = f"ST-LPIPS {report.lpips_net}" if lpips else ""
     lines = [
         "# Codec evaluation",
         "",
@@ -317,17 +355,23 @@ def _markdown(report: Report) -> str:
         f"## BD-rate against {ref}",
         "",
         "Bjontegaard-delta rate (pchip) per image, mean over images; negative means fewer bits than "
-        f"{ref} at equal quality. Whole-file bpp, except the last column (payload only: headers and "
-        "container removed where the format allows).",
+        f"{ref} at equal quality. Whole-file bpp, except the payload column (headers and "
+        "container removed where the format allows)."
+        + (
+            f" LPIPS ({net}; lower is better): BD-rate on 1 - LPIPS, which rises with rate as "
+            "Bjontegaard's method needs; the pairs of equal quality are those of LPIPS."
+            if lpips else ""
+        ),
         "",
-        "| Codec | MS-SSIM (dB) | PSNR | MS-SSIM YCbCr (dB) | MS-SSIM (dB), payload bpp | Images |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| Codec | MS-SSIM (dB) | PSNR | MS-SSIM YCbCr (dB) | MS-SSIM (dB), payload bpp |"
+        + (" LPIPS |" if lpips else "") + " Images |",
+        "|---|---:|---:|---:|---:|" + ("---:|" if lpips else "") + "---:|",
     ]
     for codec in report.codecs:
         if codec == report.reference:
             lines.append(
                 f"| {ref} | 0 (anchor) | 0 (anchor) | 0 (anchor) | 0 (anchor) | "
-                f"{report.timing[codec]['images']} |"
+                + ("0 (anchor) | " if lpips else "") + f"{report.timing[codec]['images']} |"
             )
             continue
         row = [report.bd_rates[m][codec] for m in ("ms_ssim_db", "psnr", "ms_ssim_ycbcr_db")]
@@ -335,7 +379,9 @@ def _markdown(report: Report) -> str:
         lines.append(
             f"| {report.label(codec)} | "
             + " | ".join(_percent(r.mean) for r in row)
-            + f" | {_percent(payload.mean) if payload else 'n/a'} | {len(row[0].per_image)} |"
+            + f" | {_percent(payload.mean) if payload else 'n/a'} | "
+            + (f"{_lpips_cell(report.bd_rates['lpips'][codec])} | " if lpips else "")
+            + f"{len(row[0].per_image)} |"
         )
     if report.operating_points:
         lines += [
@@ -381,10 +427,13 @@ def _markdown(report: Report) -> str:
         "## Speed",
         "",
         "Median wall-clock seconds per image over all images and settings (codec call only, "
-        "metrics excluded), with library-default threading" + _jobs_note(report.runs) + ".",
+        "metrics excluded), with library-default threading" + _jobs_note(report.runs) + "."
+        + (f" LPIPS: median seconds of the metric ({net}, one thread) per reconstruction, the cost "
+           "of the LPIPS column." if lpips else ""),
         "",
-        "| Codec | Encode (ms) | Decode (ms) | Header (bytes, median) | bpp range | Library |",
-        "|---|---:|---:|---:|---|---|",
+        "| Codec | Encode (ms) | Decode (ms) |" + (" LPIPS (ms) |" if lpips else "")
+        + " Header (bytes, median) | bpp range | Library |",
+        "|---|---:|---:|" + ("---:|" if lpips else "") + "---:|---|---|",
     ]
     for codec in report.codecs:
         t = report.timing[codec]
@@ -392,7 +441,8 @@ def _markdown(report: Report) -> str:
         library = report.descriptions.get(codec, {}).get("library", "?")
         lines.append(
             f"| {report.label(codec)} | {_ms(t['encode_median_s'])} | {_ms(t['decode_median_s'])} | "
-            f"{header} | {t['bpp_min']:.3f} - {t['bpp_max']:.3f} | {library} |"
+            + (f"{_ms(t.get('lpips_median_s'))} | " if lpips else "")
+            + f"{header} | {t['bpp_min']:.3f} - {t['bpp_max']:.3f} | {library} |"
         )
     lines += [
         "",
@@ -406,6 +456,10 @@ def _markdown(report: Report) -> str:
         "",
         "![PSNR vs bpp](rd_psnr.png)",
         "",
+    ]
+    if lpips:
+        lines += [f"![LPIPS vs bpp](rd_lpips.png) ({net}; lower is better)", ""]
+    lines += [
         "## Codec settings",
         "",
         "| Codec | Setting swept | Values | Fixed options |",
@@ -420,6 +474,11 @@ def _markdown(report: Report) -> str:
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def _lpips_cell(result: BDRate) -> str:
+    """The LPIPS BD-rate with its image count (it may differ from the MS-SSIM one)."""
+    return _percent(result.mean) + (f" ({len(result.per_image)})" if result.mean is not None else "")
 
 
 def _jobs_note(runs: list[dict[str, Any]]) -> str:
@@ -440,9 +499,11 @@ def _size_cell(cell: RelativeSize) -> str:
     return f"{cell.relative * 100:.0f}% ({cell.mean_bytes / 1000:.1f} kB, {cell.images})"
 
 
-def report_paths(out_dir: str | os.PathLike) -> list[Path]:
-    """The files :func:`write_report` creates in ``out_dir``."""
-    return [Path(out_dir) / name for name in REPORT_FILES]
+def report_paths(out_dir: str | os.PathLike, report: Report | None = None) -> list[Path]:
+    """The files :func:`write_report` creates in ``out_dir`` (for ``report``: with the LPIPS plot
+    if it has LPIPS)."""
+    names = REPORT_FILES + (LPIPS_FILES if report is not None and report.has_lpips else ())
+    return [Path(out_dir) / name for name in names]
 
 
 def write_report(report: Report, out_dir: str | os.PathLike, *, force: bool = False) -> list[Path]:
@@ -450,7 +511,7 @@ def write_report(report: Report, out_dir: str | os.PathLike, *, force: bool = Fa
     existing report files unless ``force``."""
     from imgcomp.eval.plots import close, figure_bytes, rd_figure
 
-    targets = report_paths(out_dir)
+    targets = report_paths(out_dir, report)
     check_writable(targets, force)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -461,7 +522,8 @@ def write_report(report: Report, out_dir: str | os.PathLike, *, force: bool = Fa
             "utf-8"
         ),
     }
-    for metric, stem in (("ms_ssim", "rd_ms_ssim"), ("psnr", "rd_psnr")):
+    plotted = (("ms_ssim", "rd_ms_ssim"), ("psnr", "rd_psnr")) + ((("lpips", "rd_lpips"),) if report.has_lpips else ())
+    for metric, stem in plotted:
         figure = rd_figure(report, metric)
         for fmt in ("png", "svg"):
             contents[f"{stem}.{fmt}"] = figure_bytes(figure, fmt)

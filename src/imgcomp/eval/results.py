@@ -37,7 +37,8 @@ RESULTS_VERSION = 1
 @dataclass(frozen=True)
 class EvalRecord:
     """One (image, codec, setting) measurement. Metrics are ``None`` where they cannot be computed
-    (MS-SSIM on images under 161 px a side; PSNR of a lossless result)."""
+    (MS-SSIM on images under 161 px a side; PSNR of a lossless result) or were not asked for
+    (LPIPS with ``--lpips none``, and in files of imgcomp 0.5 and before, which lack the fields)."""
 
     image: str
     image_sha256: str
@@ -55,6 +56,11 @@ class EvalRecord:
     ms_ssim_ycbcr: float | None
     encode_seconds: float
     decode_seconds: float
+    # LPIPS distance (lower is better) of the network named in lpips_net ("alex", "vgg": ST-LPIPS),
+    # and the seconds it took (the metric's cost, not the codec's).
+    lpips: float | None = None
+    lpips_net: str | None = None
+    lpips_seconds: float | None = None
 
     @property
     def key(self) -> tuple[str, str, float]:
@@ -66,10 +72,14 @@ class EvalRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalRecord:
         names = {f.name for f in fields(cls)}
-        missing = names - set(data)
+        missing = names - set(data) - OPTIONAL_FIELDS
         if missing:
             raise ImgcompError(f"results record lacks {', '.join(sorted(missing))}")
-        return cls(**{name: data[name] for name in names})
+        return cls(**{name: data[name] for name in names if name in data})
+
+
+OPTIONAL_FIELDS = frozenset({"lpips", "lpips_net", "lpips_seconds"})
+"""Record fields added after results format version 1 was fixed: absent in older files."""
 
 
 def record_key(image: str, codec: str, setting: Setting) -> tuple[str, str, float]:

@@ -2,6 +2,7 @@
 
 For every image x codec x setting: file bytes and bpp (whole file, and payload-only where the
 format allows), PSNR, MS-SSIM (RGB) and YCbCr-weighted MS-SSIM (Rippel & Bourdev 2017, sec. 5),
+optionally LPIPS (ST-LPIPS AlexNet or VGG-16, :mod:`imgcomp.lpips`; with the seconds it cost),
 encode and decode seconds (``time.perf_counter`` around the codec call alone). Results go to a
 JSON file rewritten atomically after every (image, codec) pair, so an interrupted run resumes
 where it stopped. Work is spread over images with a process pool.
@@ -62,6 +63,23 @@ class _Task:
     image_sha256: str
     codec: str
     settings: tuple[Setting, ...]
+    lpips: str | None = None
+
+
+LPIPS_CHOICES = ("alex", "vgg", "none")
+"""``--lpips``: the ST-LPIPS network of the LPIPS column, or none. Measured on a 768x512 pair with
+one thread on a 2-core EPYC: AlexNet 1.0-2.4 s, VGG-16 3-8 s (docs/patel2019.md)."""
+
+
+def lpips_config(net: str | None) -> dict[str, Any] | None:
+    """What a results file's config records about its LPIPS column (None: no LPIPS)."""
+    if net is None or net == "none":
+        return None
+    if net not in LPIPS_CHOICES:
+        raise ImgcompError(f"--lpips must be one of {', '.join(LPIPS_CHOICES)}, got {net!r}")
+    from imgcomp.lpips import STLPIPS_WHEEL
+
+    return {"net": net, "variant": "shift_tolerant", "weights": STLPIPS_WHEEL.requirement}
 
 
 def find_images(directory: str | os.PathLike) -> list[Path]:
@@ -70,14 +88,19 @@ def find_images(directory: str | os.PathLike) -> list[Path]:
 
 
 def run_config(
-    images: Mapping[str, str], codecs: Sequence[str], settings: Mapping[str, Sequence[Setting]]
+    images: Mapping[str, str], codecs: Sequence[str], settings: Mapping[str, Sequence[Setting]],
+    lpips: str | None = None,
 ) -> dict[str, Any]:
-    """The identity of a run: image names with their sha256, and each codec's full description
-    (library version, fixed options, settings swept)."""
-    config = {
+    """The identity of a run: image names with their sha256, each codec's full description
+    (library version, fixed options, settings swept) and, if measured, the LPIPS network (a file
+    without the key has no LPIPS column: those of imgcomp 0.5 and before, or ``--lpips none``)."""
+    config: dict[str, Any] = {
         "images": dict(sorted(images.items())),
         "codecs": {name: {**get_codec(name).describe(), "settings": list(settings[name])} for name in codecs},
     }
+    described = lpips_config(lpips)
+    if described is not None:
+        config["lpips"] = described
     return json.loads(json.dumps(config))  # as it will read back from the file (tuples -> lists)
 
 
@@ -90,8 +113,13 @@ def evaluate_folder(
     jobs: int | None = None,
     force: bool = False,
     progress: bool = False,
+    lpips: str | None = None,
 ) -> EvalSummary:
     """Evaluate ``codecs`` (default: every baseline codec) on every image in ``image_dir``.
+
+    ``lpips`` (``"alex"`` or ``"vgg"``; None or ``"none"``: not measured) adds the ST-LPIPS
+    distance of every reconstruction; its weights are fetched (or found in the cache) before any
+    work, and it is part of the run's identity.
 
     ``settings`` overrides a codec's default sweep. An existing ``out`` from the same run
     configuration is resumed (finished entries are skipped); one from a different configuration is
@@ -124,11 +152,16 @@ def evaluate_folder(
     for path in image_paths:
         load_image(path)  # an unreadable image fails now, before any output is written
     images = {path.name: file_sha256(path) for path in image_paths}
-    config = run_config(images, codec_names, sweep)
+    config = run_config(images, codec_names, sweep, lpips)
+    lpips_net = config.get("lpips", {}).get("net")
+    if lpips_net is not None:
+        from imgcomp.lpips import lpips_network
+
+        lpips_network(lpips_net)  # fetched now, once, not by every worker
     with _exclusive_lock(out):
         results = _open_results(out, config, force)
         results.image_dir = str(Path(image_dir).resolve())
-        return _run(results, out, image_paths, images, codec_names, sweep, jobs, progress, started)
+        return _run(results, out, image_paths, images, codec_names, sweep, jobs, progress, started, lpips_net)
 
 
 def _run(
@@ -141,6 +174,7 @@ def _run(
     jobs: int,
     progress: bool,
     started: float,
+    lpips_net: str | None = None,
 ) -> EvalSummary:
     """Compute the missing (image, codec, setting) entries, saving after every (image, codec)."""
     done = results.keys()
@@ -149,7 +183,7 @@ def _run(
         for name in codec_names:
             missing = tuple(s for s in sweep[name] if record_key(path.name, name, s) not in done)
             if missing:
-                tasks.append(_Task(str(path), path.name, images[path.name], name, missing))
+                tasks.append(_Task(str(path), path.name, images[path.name], name, missing, lpips_net))
     total = sum(len(sweep[name]) for name in codec_names) * len(image_paths)
     to_compute = sum(len(task.settings) for task in tasks)
     if not tasks:
@@ -237,6 +271,8 @@ def _open_results(out: Path, config: dict[str, Any], force: bool) -> ResultsFile
 def _config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     if old.get("images") != new["images"]:
         return "the images differ"
+    if old.get("lpips") != new.get("lpips"):
+        return f"LPIPS differs: {_lpips_name(old)} there, {_lpips_name(new)} now (see --lpips)"
     old_codecs = old.get("codecs", {})
     if set(old_codecs) != set(new["codecs"]):
         return "the codecs differ"
@@ -245,6 +281,11 @@ def _config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
             changed = sorted(k for k in description if old_codecs[name].get(k) != description[k])
             return f"{name}: {', '.join(changed)} differ"
     return "the configuration differs"
+
+
+def _lpips_name(config: dict[str, Any]) -> str:
+    described = config.get("lpips")
+    return "none" if not described else str(described.get("net"))
 
 
 def _run_pool(tasks, codec_names, jobs, collect, advance) -> None:
@@ -304,7 +345,8 @@ def _run_task(task: _Task) -> tuple[list[EvalRecord], list[str]]:
         _warm_up(task.codec, task.settings[len(task.settings) // 2])
         height, width = image.shape[:2]
         with _torch_threads(1):
-            records = [_measure(codec, library, image, task, s, width, height) for s in task.settings]
+            scorer = _LpipsScorer(task, image)
+            records = [_measure(codec, library, image, task, s, width, height, scorer) for s in task.settings]
     messages = [str(w.message) for w in caught]
     return records, messages
 
@@ -324,7 +366,8 @@ def _torch_threads(count: int) -> Iterator[None]:
 
 
 def _measure(
-    codec, library: str, image: np.ndarray, task: _Task, setting: Setting, width: int, height: int
+    codec, library: str, image: np.ndarray, task: _Task, setting: Setting, width: int, height: int,
+    scorer: _LpipsScorer | None = None,
 ) -> EvalRecord:
     begin = time.perf_counter()
     data = codec.encode(image, setting)
@@ -339,6 +382,7 @@ def _measure(
         )
     header = codec.header_bytes(data)
     payload = None if header is None else len(data) - header
+    distance, distance_seconds = (None, None) if scorer is None else scorer(decoded)
     return EvalRecord(
         image=task.image_name,
         image_sha256=task.image_sha256,
@@ -356,7 +400,52 @@ def _measure(
         ms_ssim_ycbcr=_ms_ssim_or_none(ms_ssim_ycbcr, image, decoded, task.image_name),
         encode_seconds=encode_seconds,
         decode_seconds=decode_seconds,
+        lpips=distance,
+        lpips_net=task.lpips if distance is not None else None,
+        lpips_seconds=distance_seconds,
     )
+
+
+class _LpipsScorer:
+    """ST-LPIPS of the task's network between its image and each reconstruction, with the seconds
+    each took; the image's features are computed once per task (:meth:`imgcomp.lpips.LPIPS.reference`)
+    and their cost is shared among its settings. None when not asked for, or the image is too
+    small for the network (with a warning)."""
+
+    def __init__(self, task: _Task, image: np.ndarray) -> None:
+        self.task = task
+        self.network = None
+        self.reference = None
+        self.reference_seconds = 0.0
+        self.settings = max(1, len(task.settings))
+        if task.lpips is None:
+            return
+        import torch
+
+        from imgcomp.lpips import lpips_network
+        from imgcomp.tensors import as_image_tensor
+
+        begin = time.perf_counter()
+        self.network = lpips_network(task.lpips, download=False)
+        try:
+            with torch.no_grad():
+                self.reference = self.network.reference(as_image_tensor(image))
+        except ImgcompError as exc:
+            warnings.warn(f"{task.image_name}: LPIPS recorded as null ({exc})", stacklevel=2)
+            self.network = None
+        self.reference_seconds = time.perf_counter() - begin
+
+    def __call__(self, decoded: np.ndarray) -> tuple[float | None, float | None]:
+        if self.network is None:
+            return None, None
+        import torch
+
+        from imgcomp.tensors import as_image_tensor
+
+        begin = time.perf_counter()
+        with torch.no_grad():
+            value = float(self.network.distance_to_reference(self.reference, as_image_tensor(decoded))[0])
+        return value, time.perf_counter() - begin + self.reference_seconds / self.settings
 
 
 def _finite_or_none(value: float) -> float | None:

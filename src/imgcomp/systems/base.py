@@ -27,7 +27,7 @@ from imgcomp.errors import ImgcompError
 # file's id is how a decoder finds its system. 0 is reserved (invalid).
 SYSTEM_IDS: dict[str, int] = {
     "mentzer2018": 1,  # Mentzer et al., CVPR 2018: conditional probability models
-    "patel2019": 2,  # Patel et al., Deep Perceptual Compression (planned)
+    "patel2019": 2,  # Patel et al., Deep Perceptual Compression: reserved; its models write mentzer2018 files (1)
     "rippel2017": 3,  # Rippel & Bourdev, ICML 2017: real-time adaptive compression (planned)
 }
 
@@ -135,7 +135,11 @@ def system_for_id(number: int) -> System:
         if value == number:
             if name not in available_systems():
                 raise ImgcompError(f"file was made by system {name!r}, which this imgcomp does not implement")
-            return get_system(name)
+            system = get_system(name)
+            coding = getattr(system, "coding_system", name)
+            if coding != name:  # a system whose models are another's networks writes that one's id
+                raise ImgcompError(f"system id {number} ({name}) is never written: its files carry {coding!r}'s id")
+            return system
     raise ImgcompError(f"unknown system id {number} in file")
 
 

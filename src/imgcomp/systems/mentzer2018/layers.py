@@ -78,3 +78,21 @@ def upconv(cin: int, cout: int, kernel: int, batch_norm: bool, relu: bool = True
     if relu:
         parts += [nn.BatchNorm2d(cout) if batch_norm else nn.Identity(), nn.ReLU(inplace=True)]
     return nn.Sequential(*parts)
+
+
+def kernel2_from_upconv(weight: torch.Tensor) -> torch.Tensor:
+    """A kernel-2 stride-2 transposed convolution's weight that reproduces the :func:`upconv` of
+    ``weight`` (kernel 3 or 5, stride 2, padding ``k // 2``) on an input that is constant over each
+    output's neighbours: output ``2i + p`` of the wide kernel sums taps ``k = p + padding (mod 2)``
+    of inputs ``i - 1 .. i + 1``; the kernel-2 layer reads input ``i`` alone with tap ``p``, so it gets
+    the sum of those taps (per axis). How Patel et al.'s checkerboard-free decoder starts from a
+    trained Mentzer et al. decoder instead of from scratch. ``weight``: (C_in, C_out, k, k)."""
+    k = weight.shape[-1]
+    if weight.ndim != 4 or weight.shape[-2] != k or k % 2 == 0:
+        raise ValueError(f"expected an odd square transposed-convolution kernel, got {tuple(weight.shape)}")
+    padding = k // 2
+    out = weight.new_zeros(*weight.shape[:2], 2, 2)
+    for a in range(k):
+        for b in range(k):
+            out[..., (a - padding) % 2, (b - padding) % 2] += weight[..., a, b]
+    return out

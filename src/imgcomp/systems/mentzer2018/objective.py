@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from imgcomp.criteria import colour_anchor, ms_ssim_similarity
+from imgcomp.criteria import Criterion, colour_anchor, get_criterion, ms_ssim_similarity
 from imgcomp.postfilter.lowpass import LowpassSettings, correct_tensor
 
 
@@ -34,6 +34,21 @@ class LossWeights:
     # Train for the decoder output with the low-pass correction layer added (imgcomp.postfilter.lowpass), so
     # E and D need not spend bits on the block means the layer sends. None: the bare decoder output.
     lowpass: LowpassSettings | None = None
+    # The distortion criterion of :mod:`imgcomp.criteria`: "ms_ssim" (the paper's), or "dpc" / "dpl"
+    # (Patel et al. 2019: DPL + lambda (1 - MS-SSIM), or DPL alone), at ``distortion_scale``.
+    criterion: str = "ms_ssim"
+    lpips_net: str = "alex"  # the DPL backbone of "dpc" and "dpl": alex or vgg
+    ms_ssim_weight: float = 1.0  # lambda of "dpc" (Patel et al.: 1)
+
+    def criterion_function(self) -> Criterion | None:
+        """The distortion criterion when it is not plain MS-SSIM (None: MS-SSIM, computed inline)."""
+        if self.criterion == "ms_ssim":
+            return None
+        if self.criterion == "dpc":
+            return get_criterion("dpc", scale=self.distortion_scale, net=self.lpips_net, ms_ssim_weight=self.ms_ssim_weight)
+        if self.criterion == "dpl":
+            return get_criterion("dpl", scale=self.distortion_scale, net=self.lpips_net)
+        raise ValueError(f"unknown distortion criterion {self.criterion!r}")
 
 
 @dataclass
@@ -48,16 +63,23 @@ class LossTerms:
 
 def distortion(
     x: torch.Tensor, x_hat: torch.Tensor, scale: float, colour_weight: float = 0.0, colour_pool: int = 1,
-    lowpass: LowpassSettings | None = None,
+    lowpass: LowpassSettings | None = None, criterion: Criterion | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``d = scale * (1 - MS-SSIM)`` on clamped reconstructions (sec. 4; small crops use fewer
-    scales), plus the colour anchor of :class:`LossWeights` when ``colour_weight`` is set; with
-    ``lowpass``, of the reconstruction corrected by the low-pass layer."""
+    scales), or ``criterion(x, x_hat)`` when given (e.g. Patel et al.'s ``dpc``, already scaled),
+    plus the colour anchor of :class:`LossWeights` when ``colour_weight`` is set; with
+    ``lowpass``, of the reconstruction corrected by the low-pass layer. The second value is the
+    MS-SSIM, for the logs."""
     x_hat = x_hat.clamp(0.0, 255.0)
     if lowpass is not None:
         x_hat = correct_tensor(x, x_hat, lowpass).clamp(0.0, 255.0)
-    value = ms_ssim_similarity(x, x_hat)
-    d = scale * (1.0 - value)  # the "ms_ssim" criterion, keeping the MS-SSIM value for the logs
+    if criterion is None:
+        value = ms_ssim_similarity(x, x_hat)
+        d = scale * (1.0 - value)  # the "ms_ssim" criterion, keeping the MS-SSIM value for the logs
+    else:
+        d = criterion(x, x_hat)
+        with torch.no_grad():
+            value = ms_ssim_similarity(x, x_hat)
     if colour_weight > 0.0:
         d = d + colour_anchor(scale * colour_weight, colour_pool)(x, x_hat)
     return d, value
@@ -80,17 +102,21 @@ def coding_costs(
 
 def rate_distortion_loss(
     x: torch.Tensor, out: dict[str, torch.Tensor], target_bpp: float, weights: LossWeights,
-    center_penalty: torch.Tensor,
+    center_penalty: torch.Tensor, criterion: Criterion | None = None,
 ) -> LossTerms:
     """Both objectives in one scalar, arranged so one backward pass gives each optimiser its own.
 
     * E, D, Q: ``d + beta * max(MC / pixels, t)`` (eq. 20 with the rate clip of sec. 4; see
       ``LossWeights.rate_loss`` for the two-sided variant), with ``MC`` as in :func:`coding_costs`.
     * P: ``C = sum -log2 P`` (eq. 21; ``d`` does not depend on P).
+
+    ``criterion``: the distortion if not MS-SSIM (``weights.criterion_function()``, built once by
+    the caller: it holds a network).
     """
     bpp, masked_bpp = coding_costs(out["bits"], out["mask"], x.shape[-2] * x.shape[-1], out["encoder_bits"])
     d, value = distortion(
-        x, out["x_hat"], weights.distortion_scale, weights.colour_weight, weights.colour_pool, weights.lowpass
+        x, out["x_hat"], weights.distortion_scale, weights.colour_weight, weights.colour_pool, weights.lowpass,
+        criterion,
     )
     rate_term = weights.beta * torch.clamp(masked_bpp, min=target_bpp)
     if weights.rate_loss == "two_sided":

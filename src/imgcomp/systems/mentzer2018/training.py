@@ -24,6 +24,7 @@ from imgcomp.models.export import LoadedModel, load_model
 from imgcomp.postfilter.lowpass import LowpassSettings, correct
 from imgcomp.systems.mentzer2018.config import CodecConfig, preset
 from imgcomp.systems.mentzer2018.context_model import symbol_bits
+from imgcomp.systems.mentzer2018.layers import kernel2_from_upconv
 from imgcomp.systems.mentzer2018.model import ConditionalProbabilityCodec
 from imgcomp.systems.mentzer2018.objective import LossWeights, coding_costs, distortion, rate_distortion_loss
 from imgcomp.tensors import image_to_tensor, tensor_to_image
@@ -68,6 +69,11 @@ class TrainConfig(LoopConfig):
     lowpass_block: int = 0  # train for the output with the low-pass layer of this block size (0: off)
     lowpass_step: int = 4
     rate_through_context: bool = True  # False: the rate reaches E only through the mask (model forward)
+    # The distortion: "ms_ssim" (Mentzer et al.), "dpc" (Patel et al. 2019: DPL + lambda (1 - MS-SSIM))
+    # or "dpl" (DPL alone), scaled by distortion_scale; see imgcomp.criteria.
+    criterion: str = "ms_ssim"
+    lpips_net: str = "alex"  # the DPL backbone: alex (ST-LPIPS AlexNet) or vgg (ST-LPIPS VGG-16)
+    ms_ssim_weight: float = 1.0  # lambda of "dpc"
 
     def __post_init__(self) -> None:
         if self.rate_loss not in ("two_sided", "clip"):
@@ -80,6 +86,12 @@ class TrainConfig(LoopConfig):
             LowpassSettings(self.lowpass_block, self.lowpass_step)  # raises on bad values
             if self.crop % self.lowpass_block:
                 raise ImgcompError(f"crop {self.crop} is not a multiple of lowpass_block {self.lowpass_block}")
+        if self.criterion not in ("ms_ssim", "dpc", "dpl"):
+            raise ImgcompError(f"criterion must be ms_ssim, dpc or dpl, got {self.criterion!r}")
+        if self.lpips_net not in ("alex", "vgg"):
+            raise ImgcompError(f"lpips_net must be alex or vgg, got {self.lpips_net!r}")
+        if self.ms_ssim_weight < 0.0:
+            raise ImgcompError(f"ms_ssim_weight must be >= 0, got {self.ms_ssim_weight}")
         if self.context_only + self.decoder_only + self.encoder_only > 1:
             raise ImgcompError("context_only, decoder_only and encoder_only exclude each other")
 
@@ -93,6 +105,8 @@ class TrainConfig(LoopConfig):
             config = CodecConfig.from_dict((start or load_model(model_folder(self.init_from)).config).to_dict())
             if self.context_channels is not None:
                 config.context_channels = self.context_channels
+            if self.decoder_kernel is not None:  # Patel et al.'s k2/s2 decoder from a k5 one
+                config.decoder_kernel = self.decoder_kernel
             if self.mask_symbol is not None:
                 config.mask_symbol = self.mask_symbol
             if (self.decoder_only or self.encoder_only) and config.to_dict() != (start or load_model(model_folder(self.init_from)).config).to_dict():
@@ -158,7 +172,9 @@ class MentzerTask:
         self.weights = LossWeights(
             config.beta, config.distortion_scale, rate_loss=config.rate_loss,
             colour_weight=config.colour_weight, colour_pool=config.colour_pool, lowpass=config.lowpass,
+            criterion=config.criterion, lpips_net=config.lpips_net, ms_ssim_weight=config.ms_ssim_weight,
         )
+        self.criterion = None if config.context_only else self.weights.criterion_function()
         self.targets = config.head_targets(model_config.importance_heads)
 
     def _initialise_from(self, start: LoadedModel) -> None:
@@ -166,6 +182,12 @@ class MentzerTask:
         alphabet)."""
         source = start.model.state_dict()
         own = self.model.state_dict()
+        if self.model.config.decoder_kernel == 2 and start.config.decoder_kernel != 2:
+            source = {  # a kernel-2 decoder (Patel et al.) starts from the wide kernels, collapsed
+                k: kernel2_from_upconv(v) if k.startswith("decoder.") and v.ndim == 4 and k in own
+                and v.shape[-1] != 2 and own[k].shape[-1] == 2 else v
+                for k, v in source.items()
+            }
         kept = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         if any(k.startswith("context_model.") and k not in kept for k in own):
             kept = {k: v for k, v in kept.items() if not k.startswith("context_model.")}
@@ -234,7 +256,9 @@ class MentzerTask:
     def _joint_step(self, x: torch.Tensor, head: int, target: float, step: int) -> dict[str, float]:
         """Steps 1-6 of sec. 3.5, one backward pass, then both optimisers (eqs. 20 and 21)."""
         out = self.net(x, head, rate_through_context=self.config.rate_through_context)
-        terms = rate_distortion_loss(x, out, target, self.weights, self.model.quantizer.regularization())
+        terms = rate_distortion_loss(
+            x, out, target, self.weights, self.model.quantizer.regularization(), self.criterion
+        )
         check_finite(terms.total, step)
         for optimiser in self.optimisers.values():
             optimiser.zero_grad(set_to_none=True)
@@ -243,7 +267,7 @@ class MentzerTask:
         self.optimisers["p"].step()
         return {
             "loss": float(terms.total.detach()), "ms_ssim": float(terms.ms_ssim),
-            "masked_bpp": float(terms.masked_bpp), "bpp": float(terms.bpp),
+            "masked_bpp": float(terms.masked_bpp), "bpp": float(terms.bpp), "distortion": float(terms.distortion),
             f"bpp_head{head}": float(terms.masked_bpp),
         }
 
@@ -271,7 +295,7 @@ class MentzerTask:
         x_hat = self.model.decode_latent(z_hat, decoder=self.net)
         loss, value = distortion(
             x, x_hat, self.weights.distortion_scale, self.weights.colour_weight, self.weights.colour_pool,
-            self.weights.lowpass,
+            self.weights.lowpass, self.criterion,
         )
         check_finite(loss, step)
         self.optimisers["ae"].zero_grad(set_to_none=True)
