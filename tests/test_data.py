@@ -866,7 +866,7 @@ def run_cli(
 
     app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
     monkeypatch.setattr(cli, "app", app)
-    monkeypatch.setattr(cli, "_register_commands", lambda: data_cli.register(app))
+    monkeypatch.setattr(cli, "_register_commands", lambda argv=None: data_cli.register(app))
     monkeypatch.setattr(sys, "argv", ["imgcomp", *args])
     try:
         cli.main()
