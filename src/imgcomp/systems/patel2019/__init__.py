@@ -1,5 +1,4 @@
-"""Patel, Reddy, Dutt, Goyal, Bhattacharya, Venkataraman: "Deep Perceptual Compression",
-arXiv:1907.08310 (2019).
+"""Y. Patel, S. Appalaraju, R. Manmatha: "Deep Perceptual Compression", arXiv:1907.08310 (2019).
 
 Patel et al. train the context-model codec of Mentzer et al. 2018 with another distortion,
 ``D = DPL + lambda (1 - MS-SSIM)`` (sec. 3.2, eq. 1: DPL is LPIPS), and a decoder whose
@@ -32,8 +31,7 @@ class Patel2019:
     name = "patel2019"
     coding_system = CODING_SYSTEM  # its files carry mentzer2018's system id (see system_for_id)
     citation = (
-        "A. Patel, S. Reddy, S. Dutt, A. Goyal, S. Bhattacharya, K. Venkataraman. Deep Perceptual "
-        "Compression. arXiv:1907.08310, 2019."
+        "Y. Patel, S. Appalaraju, R. Manmatha. Deep Perceptual Compression. arXiv:1907.08310, 2019."
     )
 
     @property
