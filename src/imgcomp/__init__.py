@@ -1,8 +1,8 @@
 """imgcomp: learned lossy image compression, from training to real files.
 
-Implements Mentzer et al. (CVPR 2018), with an optional low-pass correction layer, and measures
-it against the classical codecs. Patel et al. (Deep Perceptual Compression) and Rippel & Bourdev
-(ICML 2017) are planned on the same layout (:mod:`imgcomp.systems`); they are not implemented yet.
+Implements Mentzer et al. (CVPR 2018), with an optional low-pass correction layer, Patel et al.'s
+perceptual training of it (Deep Perceptual Compression) and Rippel & Bourdev's real-time codec (ICML
+2017), one package each under :mod:`imgcomp.systems`, and measures them against the classical codecs.
 
 >>> import imgcomp
 >>> data = imgcomp.compress("photo.png", quality=3)     # bytes of an .icz file
