@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from imgcomp.errors import ImgcompError
 from imgcomp.io import file_sha256, write_atomic
-from imgcomp.systems import config_from_dict, get_system
+from imgcomp.models.torch_free import read_model_config
+from imgcomp.systems import get_system
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -73,12 +74,7 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     sharded = not weights_path.is_file() and weights_shards.is_sharded(folder)
     if not (weights_path.is_file() or sharded) or not config_path.is_file():
         raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
-    try:
-        document = json.loads(config_path.read_text())
-        config = config_from_dict(document["config"])
-        metadata = document.get("metadata", {})
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ImgcompError(f"{config_path}: invalid model config ({exc})") from None
+    config, metadata, document = read_model_config(config_path)
     model = get_system(config.architecture).build(config)
     try:
         state = weights_shards.load_shards(folder, document.get(weights_shards.SHARDS_KEY)) if sharded else load_file(str(weights_path))

@@ -21,6 +21,16 @@ WEIGHTS_FILE = "model.safetensors"  # as imgcomp.models.export names them
 CONFIG_FILE = "config.json"
 
 
+def read_model_config(config_path: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """A model folder's ``config.json``: the system's config object, the metadata and the whole
+    document (torch-free; :mod:`.export` reads it the same way)."""
+    try:
+        document = json.loads(config_path.read_text())
+        return config_from_dict(document["config"]), document.get("metadata", {}), document
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ImgcompError(f"{config_path}: invalid model config ({exc})") from None
+
+
 def supports_torch_free(system: Any, stream_version: int) -> bool:
     """Whether ``system`` decodes ``stream_version`` without torch."""
     return stream_version in getattr(system, "torch_free_stream_versions", ()) and hasattr(system, "load_torch_free")
@@ -35,12 +45,7 @@ def load_torch_free_model(model_dir: str | os.PathLike, weights_sha256: str | No
         raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
     if not weights_path.is_file():
         return None
-    try:
-        document = json.loads(config_path.read_text())
-        config = config_from_dict(document["config"])
-        metadata = document.get("metadata", {})
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ImgcompError(f"{config_path}: invalid model config ({exc})") from None
+    config, metadata, _ = read_model_config(config_path)
     system = get_system(config.architecture)
     if not hasattr(system, "load_torch_free"):
         return None

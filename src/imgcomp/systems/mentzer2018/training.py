@@ -11,6 +11,7 @@ logging) is the shared :mod:`imgcomp.training.trainer`.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -241,7 +242,11 @@ class MentzerTask:
         from imgcomp.systems.mentzer2018.integer_context.build import build_for_folder
 
         paths = list_images(self.config.data)[:CALIBRATION_IMAGES] if self.config.data else []
-        build_for_folder(folder, [load_image(path) for path in paths])
+        try:
+            build_for_folder(folder, [load_image(path) for path in paths])
+        except ValueError as exc:  # e.g. every crop masked out early in training: the export writes stream version 1
+            (Path(folder) / "context-int.safetensors").unlink(missing_ok=True)  # never a stale one beside new weights
+            warnings.warn(f"no integer context model for this export ({exc})", stacklevel=2)
 
     # ----------------------------------------------------------------- steps
     def step(self, x: torch.Tensor, step: int) -> tuple[dict[str, float], list[str]]:

@@ -37,24 +37,14 @@ def build_for_folder(folder: str | Path, images: list, crop: int = 256) -> Path:
     ranges measured on centre crops of ``images`` ((H, W, 3) uint8 arrays) at every quality: what
     a training export calls, so a trained model writes exact (stream version 2) files at once.
     Written atomically; the ranges go into the file's metadata."""
-    import numpy as np
-
     from imgcomp.io import write_atomic
     from imgcomp.models.export import load_model
     from imgcomp.systems.mentzer2018.integer_context.convert import DEFAULT_BITS, activation_ranges, calibration_inputs, integer_context_from_float
-    from imgcomp.systems.mentzer2018.integer_context.measure import symbol_volume
+    from imgcomp.systems.mentzer2018.integer_context.measure import crop_volumes
 
     loaded = load_model(folder)
     codec = loaded.model
-    volumes = []
-    for pixels in images:
-        h, w = pixels.shape[:2]
-        top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-        pixels = np.ascontiguousarray(pixels[top : top + crop, left : left + crop])
-        for quality in range(1, codec.config.importance_heads + 1):
-            volume = symbol_volume(codec, pixels, quality)
-            if volume.shape[0]:
-                volumes.append(volume)
+    volumes = crop_volumes(codec, images, crop)
     if not volumes:
         raise ValueError("no calibration symbols: every image masked out at every quality")
     ranges = activation_ranges(codec.context_model, calibration_inputs(codec, volumes))

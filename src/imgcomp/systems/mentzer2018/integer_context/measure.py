@@ -81,12 +81,11 @@ def code_both(loaded, params: IntegerContextParams, symbols: torch.Tensor, check
     return result
 
 
-def calibration_volumes(codec, limit: int = 12, crop: int = 256) -> list[torch.Tensor]:
-    """Symbol volumes of training photos (centre crops) at every quality."""
-    paths = sorted(glob.glob("/work/data/base/train/*.png"))[:limit]
+def crop_volumes(codec, images, crop: int = 256) -> list[torch.Tensor]:
+    """Symbol volumes of the centre crops of ``images`` ((H, W, 3) uint8) at every quality (the
+    volumes with any active channel)."""
     volumes = []
-    for path in paths:
-        pixels = load_image(path)
+    for pixels in images:
         h, w = pixels.shape[:2]
         top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
         pixels = np.ascontiguousarray(pixels[top : top + crop, left : left + crop])
@@ -94,6 +93,13 @@ def calibration_volumes(codec, limit: int = 12, crop: int = 256) -> list[torch.T
             volume = symbol_volume(codec, pixels, quality)
             if volume.shape[0]:
                 volumes.append(volume)
+    return volumes
+
+
+def calibration_volumes(codec, limit: int = 12, crop: int = 256) -> list[torch.Tensor]:
+    """Symbol volumes of training photos (centre crops) at every quality."""
+    paths = sorted(glob.glob("/work/data/base/train/*.png"))[:limit]
+    volumes = crop_volumes(codec, (load_image(path) for path in paths), crop)
     if not volumes:  # no training photos here: scikit-image's
         import skimage.data
 
