@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgcomp.errors import ImgcompError
+from imgcomp.training.recipes import recipe_settings, training_config
 from imgcomp.systems.mentzer2018.training import TrainConfig
 
 _COLOUR_SETTINGS: dict[str, Any] = {
@@ -63,15 +63,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 def build_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """A recipe's settings with command-line overrides on top; ``data`` is required."""
-    settings: dict[str, Any] = {}
-    if recipe is not None:
-        if recipe not in RECIPES:
-            raise ImgcompError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
-        settings.update(RECIPES[recipe]["settings"])
+    settings = recipe_settings(RECIPES, recipe)
     settings.update(overrides)
-    if "data" not in settings:
-        raise ImgcompError("--data is required: a folder of training images")
-    try:
-        return TrainConfig(**settings)
-    except TypeError as exc:
-        raise ImgcompError(f"invalid training settings: {exc}") from None
+    return training_config(TrainConfig, settings)

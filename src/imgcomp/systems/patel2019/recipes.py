@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from imgcomp.errors import ImgcompError
+from imgcomp.training.recipes import recipe_settings, training_config
 from imgcomp.systems.base import get_system
 from imgcomp.systems.patel2019.objective import DPC_DECODER, DPC_OBJECTIVE
 
@@ -69,17 +70,8 @@ def build_config(recipe: str | None, overrides: dict[str, Any]) -> Any:
     """A recipe's settings with command-line overrides on top, as the coding system's
     ``TrainConfig``; ``data`` is required."""
     settings: dict[str, Any] = {**DPC_OBJECTIVE, **DPC_DECODER}  # this system's defaults
-    if recipe is not None:
-        if recipe not in RECIPES:
-            raise ImgcompError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
-        settings.update(RECIPES[recipe]["settings"])
+    settings.update(recipe_settings(RECIPES, recipe))
     settings.update(overrides)
     if recipe is not None and RECIPES[recipe].get("needs_init_from") and not settings.get("init_from"):
         raise ImgcompError(f"recipe {recipe} continues another run: give its model with --init-from RUN/model")
-    if "data" not in settings:
-        raise ImgcompError("--data is required: a folder of training images")
-    TrainConfig = get_system(CODING_SYSTEM).training().TrainConfig
-    try:
-        return TrainConfig(**settings)
-    except TypeError as exc:
-        raise ImgcompError(f"invalid training settings: {exc}") from None
+    return training_config(get_system(CODING_SYSTEM).training().TrainConfig, settings)

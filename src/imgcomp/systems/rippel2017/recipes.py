@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgcomp.errors import ImgcompError
+from imgcomp.training.recipes import recipe_settings, training_config
 from imgcomp.systems.rippel2017.training import TrainConfig
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -29,19 +29,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 def build_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """A recipe's settings with command-line overrides on top; ``data`` is required. A single
     ``target_bpp`` number scales the recipe's per-quality targets so that the highest is that number."""
-    settings: dict[str, Any] = {}
-    if recipe is not None:
-        if recipe not in RECIPES:
-            raise ImgcompError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
-        settings.update(RECIPES[recipe]["settings"])
+    settings = recipe_settings(RECIPES, recipe)
     top = overrides.get("target_bpp")
     if isinstance(top, (int, float)):  # the command line's --target-bpp: the highest quality's target
         base = settings.get("target_bpp") or RECIPES["cpu"]["settings"]["target_bpp"]
         overrides = {**overrides, "target_bpp": [top * value / base[-1] for value in base]}
     settings.update(overrides)
-    if "data" not in settings:
-        raise ImgcompError("--data is required: a folder of training images")
-    try:
-        return TrainConfig(**settings)
-    except TypeError as exc:
-        raise ImgcompError(f"invalid training settings: {exc}") from None
+    return training_config(TrainConfig, settings)
