@@ -17,6 +17,7 @@ import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -101,6 +102,15 @@ class System(Protocol):
 
     def training_throughput(self, preset: str, steps: int, batch_size: int, crop: int) -> dict:
         """Seconds per training step of a preset."""
+
+
+def config_fields_from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """``cls(**data)`` for a system's config dataclass; fields it does not know are a clear error
+    (every config class's ``from_dict``)."""
+    unknown = set(data) - {f.name for f in dataclass_fields(cls)}
+    if unknown:
+        raise ImgcompError(f"model config has unknown fields: {', '.join(sorted(unknown))}")
+    return cls(**data)
 
 
 def system_id(name: str) -> int:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from imgcomp.errors import ImgcompError
+from imgcomp.systems.base import config_fields_from_dict
 
 ARCHITECTURE = "mentzer2018"
 DOWNSAMPLING = 8  # three stride-2 convolutions
@@ -40,11 +41,7 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CodecConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ImgcompError(f"model config has unknown fields: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return config_fields_from_dict(cls, data)
 
 
 PRESETS: dict[str, CodecConfig] = {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from imgcomp.errors import ImgcompError
+from imgcomp.systems.base import config_fields_from_dict
 
 ARCHITECTURE = "rippel2017"
 
@@ -54,11 +55,7 @@ class RippelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RippelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ImgcompError(f"model config has unknown fields: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return config_fields_from_dict(cls, data)
 
 
 PRESETS: dict[str, RippelConfig] = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from imgcomp.systems.rippel2017 import bit_context
 from imgcomp.systems.rippel2017.acr import AcrController, codelength_penalty
 from imgcomp.systems.rippel2017.config import preset
 from imgcomp.systems.rippel2017.model import RippelCodec
+from imgcomp.tensors import image_to_tensor
 from imgcomp.training import trainer as loop
 from imgcomp.training.batches import input_statistics
 from imgcomp.training.checkpoint import CHECKPOINT_FILE
@@ -151,7 +152,7 @@ class RippelTask:
                 symbols = stream.image_symbols(self.model, image, quality)
                 reconstruction = stream.reconstruct(self.model, symbols, quality, *image.shape[:2])
                 bpps.append(bit_context.symbols_bits(config, table, symbols[None], quality - 1) / (image.shape[0] * image.shape[1]))
-                a, b = (torch.from_numpy(v).permute(2, 0, 1)[None].float() for v in (image, reconstruction))
+                a, b = image_to_tensor(image), image_to_tensor(reconstruction)
                 msssims.append(ms_ssim(a, b, allow_fewer_scales=True))
                 psnrs.append(psnr(a, b))
             results[f"val_bpp_q{quality}"] = float(np.mean(bpps))
