@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from imgcomp.errors import ImgcompError
 from imgcomp.models.export import load_model
 from imgcomp.training.batches import StepBatches
-from imgcomp.systems.mentzer2018.training import TrainConfig, Trainer, head_for_step
+from imgcomp.systems.mentzer2018.training import MentzerTask, TrainConfig, Trainer, head_for_step
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -315,6 +316,35 @@ def test_context_only_training_can_switch_to_the_mask_symbol(data: Path, tmp_pat
     marked = load_model(tmp_path / "marked" / "model")
     assert marked.config.mask_symbol and marked.model.num_symbols == marked.config.num_centers + 1
     assert marked.model.context_model.conv_in.in_channels == 2
+
+
+def test_widening_the_latent_keeps_what_the_old_channels_decode_to(data: Path, tmp_path: Path) -> None:
+    """--latent-channels above init_from's K: the old channels' encoder rows and what D makes of
+    them are unchanged, the new channels come last and start unused by D, the importance map is
+    the old one where it is low, and P keeps its weights; narrowing is refused."""
+    Trainer(tiny_config(data), tmp_path / "base").run()
+    base = load_model(tmp_path / "base" / "model")
+    old = base.config.latent_channels
+    task = MentzerTask(tiny_config(data, init_from=str(tmp_path / "base" / "model"), latent_channels=old + 3), tmp_path / "wide")
+    wide = task.model.eval()
+    assert wide.config.latent_channels == old + 3
+    x = torch.rand(1, 3, 32, 32) * 255
+    with torch.no_grad():
+        z_old, logits_old = base.model.encode_unmasked(x, 0)
+        z_new, logits_new = wide.encode_unmasked(x, 0)
+        assert torch.allclose(z_new[:, :old], z_old, atol=1e-5)
+        assert torch.allclose(logits_new, logits_old - math.log((old + 3) / old), atol=1e-5)
+        y_new = wide.importance(logits_new)[1]
+        y_low = wide.importance(torch.full((1, 1, 1, 1), -12.0) - math.log((old + 3) / old))[1]
+        assert y_low.item() == pytest.approx(base.model.importance(torch.full((1, 1, 1, 1), -12.0))[1].item(), rel=1e-4)
+        assert float(y_new.max()) <= old + 3
+        z_hat = base.model.quantize(z_old)[0]
+        padded = torch.cat([z_hat, torch.randn(1, 3, *z_hat.shape[-2:])], dim=1)
+        assert torch.allclose(wide.decode_latent(padded), base.model.decode_latent(z_hat), atol=1e-3)
+    for key, value in base.model.context_model.state_dict().items():
+        assert torch.equal(value, wide.context_model.state_dict()[key]), key
+    with pytest.raises(ImgcompError, match="only grow"):
+        MentzerTask(tiny_config(data, init_from=str(tmp_path / "base" / "model"), latent_channels=old - 1), tmp_path / "narrow")
 
 
 @pytest.mark.parametrize("part", ["decoder", "encoder"])

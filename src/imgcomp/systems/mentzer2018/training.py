@@ -10,6 +10,7 @@ logging) is the shared :mod:`imgcomp.training.trainer`.
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from dataclasses import asdict, dataclass
@@ -104,6 +105,13 @@ class TrainConfig(LoopConfig):
         """The architecture to train; ``start`` is init_from's config if the caller has loaded it."""
         if self.init_from is not None:  # the starting model fixes the architecture, except P's width
             config = CodecConfig.from_dict((start or load_model(model_folder(self.init_from)).config).to_dict())
+            if self.latent_channels is not None and self.latent_channels != config.latent_channels:
+                if self.latent_channels < config.latent_channels:
+                    raise ImgcompError(
+                        f"latent_channels can only grow from init_from's {config.latent_channels} "
+                        f"(got {self.latent_channels})"
+                    )
+                config.latent_channels = self.latent_channels  # widened by widen_latent
             if self.context_channels is not None:
                 config.context_channels = self.context_channels
             if self.decoder_kernel is not None:  # Patel et al.'s k2/s2 decoder from a k5 one
@@ -134,6 +142,35 @@ class TrainConfig(LoopConfig):
                 raise ImgcompError(f"head_target_bpp needs {heads} increasing values")
             return list(self.head_target_bpp)
         return [self.target_bpp * (i + 1) / heads for i in range(heads)]
+
+
+def widen_latent(
+    source: dict[str, torch.Tensor], own: dict[str, torch.Tensor], old: int, new: int
+) -> dict[str, torch.Tensor]:
+    """A K-channel model's weights for a wider latent of ``new`` channels ("net2wider").
+
+    The new channels come last, so the importance mask (eq. 14: channel ``k`` is on where
+    ``y >= k + 1``) switches them on only where the map is above the old K: they add rate at the
+    top of the map and nothing below it. E's new latent rows start as small random filters, D's
+    first layer ignores them (zero weights), so D reconstructs the old channels exactly as before;
+    P is a 3-D convolution over the channel axis and keeps its weights. The importance logits are
+    shifted by ``-ln(new / old)`` so that ``y = new * sigmoid(logit)`` stays ``old * sigmoid(logit)``
+    where the map is low (exact as ``sigmoid -> 0``).
+    """
+    encoder_keys = sorted((k for k in source if k.startswith("encoder.") and k.endswith(".weight")),
+                          key=lambda k: int(k.split(".")[1]))
+    last = encoder_keys[-1].rsplit(".", 1)[0]
+    weight, bias = source[f"{last}.weight"], source[f"{last}.bias"]
+    generator = torch.Generator().manual_seed(0)
+    fresh = torch.randn((new - old, *weight.shape[1:]), generator=generator) * weight[:old].std() * 0.1
+    shift = math.log(new / old)
+    out = dict(source)
+    out[f"{last}.weight"] = torch.cat([weight[:old], fresh.to(weight.dtype), weight[old:]])
+    out[f"{last}.bias"] = torch.cat([bias[:old], torch.zeros(new - old, dtype=bias.dtype), bias[old:] - shift])
+    first = next(k for k in own if k.startswith("decoder.") and k.endswith(".weight") and own[k].ndim == 4)
+    d = source[first]  # ConvTranspose2d: (in = K, out, kh, kw)
+    out[first] = torch.cat([d, torch.zeros((new - old, *d.shape[1:]), dtype=d.dtype)])
+    return out
 
 
 def head_for_step(seed: int, step: int, heads: int) -> int:
@@ -189,6 +226,8 @@ class MentzerTask:
                 and v.shape[-1] != 2 and own[k].shape[-1] == 2 else v
                 for k, v in source.items()
             }
+        if self.model.config.latent_channels != start.config.latent_channels:
+            source = widen_latent(source, own, start.config.latent_channels, self.model.config.latent_channels)
         kept = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         if any(k.startswith("context_model.") and k not in kept for k in own):
             kept = {k: v for k, v in kept.items() if not k.startswith("context_model.")}

@@ -47,6 +47,20 @@ RECIPES: dict[str, dict[str, Any]] = {
         },
         "needs_init_from": True,
     },
+    "cpu-dpc-wide": {
+        "description": (
+            "the third stage of the DPC model: continues a cpu-dpc-rates run (--init-from RUN/model) with the "
+            "latent widened from K = 32 to 64 channels (the new ones come last, so only the upper qualities use "
+            "them) and head targets 0.18..1.9 bpp on training crops, because 32 channels x 6 centres capped the "
+            "top quality at ~0.5 bpp on 768x512 photos (photos code at ~0.5x the crops' rate)"
+        ),
+        "settings": {
+            **_SHIPPED_LAYOUT, **DPC_OBJECTIVE, **DPC_DECODER, "latent_channels": 64,
+            "head_target_bpp": [0.18, 0.4, 0.7, 1.2, 1.9], "target_bpp": 1.9, "steps": 3000, "lr": 3e-4,
+            "context_lr": 2e-4, "val_every": 100000, "checkpoint_every": 100,
+        },
+        "needs_init_from": True,
+    },
     "cpu-dpc-vgg": {
         "description": "cpu-dpc with the paper's VGG-16 backbone for DPL (2.5x the CPU time per step)",
         "settings": {
