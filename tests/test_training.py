@@ -107,6 +107,8 @@ def test_masked_cost_never_exceeds_full_cost(data: Path, tmp_path: Path) -> None
     assert "val_bpp_head1" in result and "val_ms_ssim_head0" in result  # validated at the end
     for head in (0, 1):
         assert 0 <= result[f"val_masked_bpp_head{head}"] <= result[f"val_bpp_head{head}"] + 1e-9
+    images = len(list((data / "val").iterdir()))
+    assert 0 <= result["val_bd_ms_ssim_images"] <= images and 0 <= result["val_bd_psnr_images"] <= images
 
 
 def test_the_rate_reaches_the_encoder_through_p_but_not_p() -> None:

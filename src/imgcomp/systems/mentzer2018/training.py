@@ -34,6 +34,7 @@ from imgcomp.training import trainer as loop
 from imgcomp.training.batches import input_statistics
 from imgcomp.training.checkpoint import CHECKPOINT_FILE
 from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, check_finite
+from imgcomp.training.validation import RatePoint, bd_rates_vs_jpeg
 from imgcomp.zoo import model_folder
 
 __all__ = ["CONFIG_FILE", "MentzerTask", "TrainConfig", "Trainer", "head_for_step", "train"]
@@ -351,12 +352,15 @@ class MentzerTask:
     # ----------------------------------------------------------------- validation
     def validate(self, images: list[np.ndarray], device: torch.device) -> dict[str, float]:
         """Estimated bpp (C / pixels, eq. 13), masked bpp (MC / pixels, eq. 19), MS-SSIM and PSNR per
-        head; with ``lowpass_block``, MS-SSIM and PSNR of the corrected output and the layer's bpp."""
+        head; with ``lowpass_block``, MS-SSIM and PSNR of the corrected output and the layer's bpp;
+        with several heads, the BD-rates of the heads' curves against JPEG 4:2:0
+        (:mod:`imgcomp.training.validation`; bpp: estimated + low-pass layer)."""
         lowpass = self.config.lowpass
         results: dict[str, float] = {}
+        points: list[list[RatePoint]] = [[] for _ in images]
         for head in range(self.model.config.importance_heads):
             bpps, masked_bpps, msssims, psnrs, lowpass_bpps = [], [], [], [], []
-            for image in images:
+            for index, image in enumerate(images):
                 x = torch.from_numpy(image).permute(2, 0, 1)[None].float().to(device)
                 out = self.model(x, head)
                 x_hat = out["x_hat"].clamp(0, 255).round()
@@ -369,12 +373,15 @@ class MentzerTask:
                 masked_bpps.append(float(masked_bpp))
                 msssims.append(ms_ssim(x, x_hat, allow_fewer_scales=True))
                 psnrs.append(psnr(x, x_hat))
+                points[index].append(RatePoint(float(bpp) + (lowpass_bpps[-1] if lowpass_bpps else 0.0), msssims[-1], psnrs[-1]))
             results[f"val_bpp_head{head}"] = float(np.mean(bpps))
             results[f"val_masked_bpp_head{head}"] = float(np.mean(masked_bpps))
             results[f"val_ms_ssim_head{head}"] = float(np.mean(msssims))
             results[f"val_psnr_head{head}"] = float(np.mean(psnrs))
             if lowpass_bpps:
                 results[f"val_lowpass_bpp_head{head}"] = float(np.mean(lowpass_bpps))
+        if self.model.config.importance_heads > 1:
+            results.update(bd_rates_vs_jpeg(images, points))
         return results
 
 
