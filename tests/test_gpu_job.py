@@ -193,6 +193,12 @@ def test_gpu_job_smoke_in_process(tmp_path):
     assert loaded.metadata["trained_steps"] == 20 and loaded.metadata["gpu_job"]["finished"]
     assert loaded.config.importance_heads == 2 and loaded.config.channels == 8
     assert any("images/s" in line for line in lines)
+    assert "context-int.safetensors" in files and any("integer context model built" in line for line in lines)
+    from imgcomp.api import encode_image
+    from imgcomp.container import unpack
+
+    encoded = encode_image(np.asarray(Image.open(next(data.iterdir())).convert("RGB")), 2, str(out)).data
+    assert unpack(encoded)[0].stream_version == 2  # the returned folder writes exact files at once
     # a second job continues from the returned (sharded) folder
     again = main(["--smoke", "--data", str(data), "--out", str(tmp_path / "out2"), "--init-from", str(out),
                   "--steps", "5"], log=lines.append)

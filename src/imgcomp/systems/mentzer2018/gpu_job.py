@@ -42,7 +42,7 @@ from imgcomp.training import accelerate
 MAX_FILES = 8
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
-RESERVED_FILES = 3  # config.json, metrics.jsonl, job.json
+RESERVED_FILES = 4  # config.json, metrics.jsonl, job.json, context-int.safetensors
 RESERVED_BYTES = 2 * 1024 * 1024  # what they may take together (metrics.jsonl grows)
 SMOKE = {  # a CPU check of the whole path in seconds
     "preset": "tiny", "heads": 2, "batch_size": 4, "crop": 64, "head_target_bpp": None,
@@ -301,6 +301,12 @@ class GpuJob:
                         "finished": self.status == "finished", "device": self._device_name()},
         }
         export_sharded(self.model, self.out, metadata, self.max_shard_bytes)
+        if self.status == "finished":  # the last save: P as integers too, so the model writes exact files at once
+            from imgcomp.systems.mentzer2018.integer_context.build import build_for_training_data
+
+            built = time.perf_counter()
+            if build_for_training_data(self.out, self.config.data) is not None:
+                self.log(f"gpu_job: integer context model built in {time.perf_counter() - built:.1f} s")
         self.saves += 1
         self._write_job()
         self.log(f"gpu_job: saved step {self.step} to {self.out}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -39,7 +38,6 @@ from imgcomp.zoo import model_folder
 
 __all__ = ["CONFIG_FILE", "MentzerTask", "TrainConfig", "Trainer", "head_for_step", "train"]
 
-CALIBRATION_IMAGES = 6  # training photos whose centre crops calibrate an export's integer P
 
 
 @dataclass
@@ -277,16 +275,9 @@ class MentzerTask:
     def after_export(self, folder) -> None:
         """Build the exported model's integer P (``context-int.safetensors``), calibrated on a few
         training photos, so the export writes exact stream version 2 files (docs/integer_context.md)."""
-        from imgcomp.data.folder import list_images
-        from imgcomp.io import load_image
-        from imgcomp.systems.mentzer2018.integer_context.build import build_for_folder
+        from imgcomp.systems.mentzer2018.integer_context.build import build_for_training_data
 
-        paths = list_images(self.config.data)[:CALIBRATION_IMAGES] if self.config.data else []
-        try:
-            build_for_folder(folder, [load_image(path) for path in paths])
-        except ValueError as exc:  # e.g. every crop masked out early in training: the export writes stream version 1
-            (Path(folder) / "context-int.safetensors").unlink(missing_ok=True)  # never a stale one beside new weights
-            warnings.warn(f"no integer context model for this export ({exc})", stacklevel=2)
+        build_for_training_data(folder, self.config.data)
 
     # ----------------------------------------------------------------- steps
     def step(self, x: torch.Tensor, step: int) -> tuple[dict[str, float], list[str]]:

@@ -60,6 +60,29 @@ def build_for_folder(folder: str | Path, images: list, crop: int = 256) -> Path:
     return out
 
 
+CALIBRATION_IMAGES = 6  # training photos whose centre crops calibrate an export's integer P
+
+
+def build_for_training_data(folder: str | Path, data: str | Path | None) -> Path | None:
+    """:func:`build_for_folder` calibrated on the first :data:`CALIBRATION_IMAGES` photos of a
+    training folder: what a training export (CPU trainer or GPU job) calls. When P cannot be
+    calibrated (e.g. every crop masked out early in training) it warns, removes any older file so
+    none is left stale beside new weights, and returns None: the export then writes stream
+    version 1 files."""
+    import warnings
+
+    from imgcomp.data.folder import list_images
+    from imgcomp.io import load_image
+
+    paths = list_images(data)[:CALIBRATION_IMAGES] if data else []
+    try:
+        return build_for_folder(folder, [load_image(path) for path in paths])
+    except ValueError as exc:
+        (Path(folder) / CONTEXT_FILE).unlink(missing_ok=True)
+        warnings.warn(f"no integer context model for this export ({exc})", stacklevel=2)
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     from imgcomp.zoo import get_model
 
