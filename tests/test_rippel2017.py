@@ -267,3 +267,162 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert float(straight["acr_alpha"][0]) != 0.01 or float(straight["acr_alpha"][1]) != 0.01
+
+
+# ----------------------------------------------------------------------------- sec. 4: adversarial training
+
+def test_discriminator_averages_one_scalar_per_scale_and_swap_is_a_permutation() -> None:
+    from imgcomp.systems.rippel2017.adversarial import MultiscaleDiscriminator, swap_pairs
+
+    torch.manual_seed(0)
+    disc = MultiscaleDiscriminator([4, 6, 8])
+    a, b = torch.rand(5, 3, 48, 64) * 255, torch.rand(5, 3, 48, 64) * 255
+    branches = disc.branch_outputs(a, b)
+    assert branches.shape == (5, 3)
+    assert torch.allclose(disc(a, b), branches.mean(dim=1))
+    assert not torch.allclose(branches[:, 0], branches[:, 1])  # each scale has its own branch
+    disc(a, b).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in disc.parameters())  # every branch counts
+    first, second, label = swap_pairs(a, b, torch.Generator().manual_seed(1))
+    assert set(label.tolist()) == {0.0, 1.0}  # seed 1 swaps some pairs and keeps others
+    for i, kept in enumerate(label.tolist()):
+        assert torch.equal(first[i], a[i] if kept else b[i]) and torch.equal(second[i], b[i] if kept else a[i])
+    again = swap_pairs(a, b, torch.Generator().manual_seed(1))[2]
+    assert torch.equal(again, label)
+
+
+def test_accuracy_gate_trains_d_below_confuses_above_alternates_between() -> None:
+    from imgcomp.systems.rippel2017.adversarial import CONFUSE, TRAIN_D, AccuracyGate
+    from imgcomp.systems.rippel2017.training import TrainConfig
+
+    defaults = TrainConfig(data="x")
+    assert (defaults.adversarial, defaults.d_accuracy_low, defaults.d_accuracy_high) == (False, 0.8, 0.95)
+    gate = AccuracyGate(0.8, 0.95, momentum=0.0)
+    branches = []
+    for batch_accuracy in [0.5, 0.7, 0.99, 0.97, 0.9, 0.9, 0.9, 0.9, 0.2]:
+        branches.append(gate.choose())
+        gate.update(batch_accuracy)
+    assert branches == [TRAIN_D, TRAIN_D, TRAIN_D, CONFUSE, CONFUSE, TRAIN_D, CONFUSE, TRAIN_D, CONFUSE]
+    assert gate.choose() == TRAIN_D  # 0.2 < 0.8
+    running = AccuracyGate(0.8, 0.95, momentum=0.8)
+    assert running.update(1.0) == pytest.approx(0.6) and running.update(1.0) == pytest.approx(0.68)
+    restored = AccuracyGate(0.8, 0.95, momentum=0.8)
+    restored.load_state_dict(running.state_dict())
+    assert restored.accuracy == running.accuracy and restored.branch() == running.branch()
+
+
+def test_balanced_weight_scales_the_confusion_gradient_to_the_ratio() -> None:
+    from imgcomp.systems.rippel2017.adversarial import balanced_weight
+
+    torch.manual_seed(0)
+    z = torch.randn(2, 3, 8, 8, requires_grad=True)
+    reconstruction = ((z - 1.0) ** 2).mean() * 37.0
+    confusion = torch.nn.functional.softplus(-(z * torch.randn_like(z)).sum())
+    for ratio in (0.3, 2.0):
+        weight = balanced_weight(reconstruction, confusion, z, ratio)
+        g_rec, = torch.autograd.grad(reconstruction, z, retain_graph=True)
+        g_adv, = torch.autograd.grad(weight * confusion, z, retain_graph=True)
+        assert float(g_adv.norm()) == pytest.approx(ratio * float(g_rec.norm()), rel=1e-5)
+    assert float(g_adv.norm()) > 1e-3  # not a degenerate toy
+
+
+def _tiny_gan_settings(data: Path, steps: int, **extra) -> dict:
+    return {
+        "data": str(data), "preset": "tiny", "steps": steps, "batch_size": 2, "crop": 32,
+        "target_bpp": [0.2, 0.6], "acr_warmup": 1, "lr_decay_at": [], "log_every": 1, "checkpoint_every": 2,
+        "adversarial": True, "d_channels": [4, 6], "d_accuracy_low": 0.0, "d_accuracy_high": 1.0, **extra,
+    }
+
+
+def test_adversarial_training_resumes_exactly_and_exports_no_discriminator(tmp_path: Path) -> None:
+    """Bounds 0 and 1: the gate alternates, so 4 steps take both branches; a run checkpointed at
+    step 2 and resumed ends with the same codec and discriminator as an uninterrupted one."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from imgcomp.systems.rippel2017.recipes import build_config
+    from imgcomp.systems.rippel2017.training import train
+    from imgcomp.training.checkpoint import load_checkpoint
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for seed in range(2):
+        Image.fromarray(smooth_image(64, 64, seed=seed, noise=8.0)).save(data / f"{seed}.png")
+    train(build_config(None, _tiny_gan_settings(data, 4)), tmp_path / "straight")
+    train(build_config(None, _tiny_gan_settings(data, 2)), tmp_path / "resumed")
+    train(build_config(None, _tiny_gan_settings(data, 4)), tmp_path / "resumed", resume=True)
+    straight = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "model" / "model.safetensors"))
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+    a, b = (load_checkpoint(tmp_path / run / "checkpoint.pt") for run in ("straight", "resumed"))
+    assert a["task"]["gate"] == b["task"]["gate"]
+    assert all(torch.equal(v, b["task"]["discriminator"][k]) for k, v in a["task"]["discriminator"].items())
+    assert "opt_d" in a and a["opt_d"]["state"]
+    records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert [r["gan_d_step"] for r in steps] == [1.0, 0.0, 1.0, 0.0]
+    assert all("d_accuracy" in r for r in steps) and "adv_weight" in steps[1] and steps[1]["adv_weight"] > 0
+    # the export is the codec only
+    plain = {k for k in RippelCodec(preset("tiny")).state_dict()}
+    assert set(straight) == plain
+    assert not any(k in straight for k in a["task"]["discriminator"])
+    # and it is a working codec
+    pixels = smooth_image(48, 64, seed=2)
+    assert decode_image(encode_image(pixels, quality=2, model=tmp_path / "straight" / "model", lowpass=None).data,
+                        model=tmp_path / "straight" / "model").shape == pixels.shape
+
+
+def test_init_from_starts_with_the_models_weights_and_buffers(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from imgcomp.systems.rippel2017.recipes import build_config
+    from imgcomp.systems.rippel2017.training import RippelTask
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(smooth_image(64, 64, seed=0, noise=8.0)).save(data / "0.png")
+    config = build_config(None, {**_tiny_gan_settings(data, 2), "init_from": str(tiny_model_dir), "preset": "cpu"})
+    task = RippelTask(config, tmp_path / "run")
+    start = load_model(tiny_model_dir)
+    assert task.model.config.to_dict() == start.config.to_dict()  # the model's architecture, not the preset's
+    own = task.model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in start.model.state_dict().items())
+    assert task.discriminator is not None and "d" in task.optimisers
+    with pytest.raises(ImgcompError, match="2 qualities"):
+        build_config(None, {**_tiny_gan_settings(data, 2), "init_from": str(tiny_model_dir), "target_bpp": [0.1, 0.2, 0.3]}).model_config()
+    with pytest.raises(ImgcompError, match="--init-from"):
+        build_config("cpu-gan", {"data": str(data)})
+    plain = RippelTask(build_config(None, {**_tiny_gan_settings(data, 2), "adversarial": False}), tmp_path / "plain")
+    assert plain.discriminator is None and set(plain.optimisers) == {"ae"} and plain.extra_state() == {}
+
+
+def test_cli_fine_tunes_with_the_cpu_gan_recipe(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from imgcomp.cli import _register_commands, app
+
+    _register_commands()
+    torch.manual_seed(0)
+    start = export_model(RippelCodec(preset("tiny", qualities=5)).eval(), tmp_path / "start")
+    data = tmp_path / "data"
+    data.mkdir()
+    for seed in range(2):
+        Image.fromarray(smooth_image(48, 48, seed=seed, noise=8.0)).save(data / f"{seed}.png")
+    result = CliRunner().invoke(app, [
+        "train", "--system", "rippel2017", "--recipe", "cpu-gan", "--init-from", str(start), "--data", str(data),
+        "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "2", "--crop", "32",
+    ])
+    assert result.exit_code == 0, result.output
+    stored = (tmp_path / "run" / "train_config.json").read_text()
+    assert '"adversarial": true' in stored and str(start) in stored
+    assert load_model(tmp_path / "run" / "model").config.to_dict() == load_model(start).config.to_dict()
+
+
+def test_runtime_modules_do_not_reach_the_adversarial_or_training_code() -> None:
+    from test_layout import _closure, _graphs
+
+    top, anywhere = _graphs()
+    graph = dict(anywhere)  # the package's hooks for training and recipes are not the runtime
+    graph["imgcomp.systems.rippel2017"] = top["imgcomp.systems.rippel2017"]
+    reached = _closure(graph, ["imgcomp.systems.rippel2017.stream", "imgcomp.systems.rippel2017.model"])
+    assert "imgcomp.systems.rippel2017.stream" in reached
+    assert not {m for m in reached if m.endswith((".adversarial", ".training", ".recipes")) or m.startswith("imgcomp.training")}

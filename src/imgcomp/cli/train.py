@@ -60,6 +60,7 @@ def train_command(
     importance_pool: Optional[int] = typer.Option(None, help="Average the importance map over NxN latent positions (1: per position, the paper)."),
     lowpass_block: Optional[int] = typer.Option(None, help="Train for the decoder output with the low-pass correction layer of this block size added (16, 32, 64; 0: off, the paper)."),
     lowpass_step: Optional[int] = typer.Option(None, help="Quantization step of that layer (1-16 levels)."),
+    adversarial: Optional[bool] = typer.Option(None, "--adversarial/--no-adversarial", help="rippel2017: the multiscale adversarial training of sec. 4 (the cpu-gan recipe turns it on)."),
     workers: Optional[int] = typer.Option(None, help="Data loader worker processes."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     val_every: Optional[int] = typer.Option(None, help="Validate every N steps."),
@@ -96,7 +97,7 @@ def train_command(
         "batch_size": batch_size, "crop": crop, "lr": lr,
         "beta": beta, "colour_weight": colour_weight, "colour_pool": colour_pool,
         "criterion": criterion, "lpips_net": lpips_net, "decoder_kernel": decoder_kernel,
-        "importance_pool": importance_pool, "lowpass_block": lowpass_block, "lowpass_step": lowpass_step, "workers": workers, "seed": seed, "val_every": val_every,
+        "importance_pool": importance_pool, "lowpass_block": lowpass_block, "lowpass_step": lowpass_step, "adversarial": adversarial, "workers": workers, "seed": seed, "val_every": val_every,
         "checkpoint_every": checkpoint_every,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}

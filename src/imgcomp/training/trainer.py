@@ -82,6 +82,9 @@ class TrainingTask(Protocol):
     def adopt_checkpoint_config(self, stored: dict[str, Any]) -> None:
         """Accept the checkpoint's model config or raise (input statistics may come from it)."""
 
+    # Optional: ``extra_state() -> dict`` and ``load_extra_state(dict)``: training state outside
+    # ``model`` (e.g. a discriminator's weights) that the checkpoint carries and the export does not.
+
 
 def check_finite(loss: torch.Tensor, step: int) -> None:
     if not torch.isfinite(loss):
@@ -119,11 +122,17 @@ class Trainer:
         for name in self.optimisers:  # opt_ae, sched_ae, ...: the keys of imgcomp 0.5's checkpoints
             state[f"opt_{name}"] = self.optimisers[name].state_dict()
             state[f"sched_{name}"] = self.schedulers[name].state_dict()
+        extra_state = getattr(self.task, "extra_state", None)
+        if extra_state is not None:
+            state["task"] = extra_state()
         return {**state, "step": self.step, "rng": rng_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.task.adopt_checkpoint_config(state["model_config"])
         self.model.load_state_dict(state["model"])
+        load_extra_state = getattr(self.task, "load_extra_state", None)
+        if load_extra_state is not None:  # checkpoints from before the hook have none: {}
+            load_extra_state(state.get("task", {}))
         for name in self.optimisers:
             self.optimisers[name].load_state_dict(state[f"opt_{name}"])
             self.schedulers[name].load_state_dict(state[f"sched_{name}"])
