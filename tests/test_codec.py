@@ -279,6 +279,20 @@ def test_encode_command_low_pass_options(model_dir: Path, tmp_path: Path) -> Non
     assert encode("--refine", "2", "--force").returncode == 0
 
 
+def test_compare_command_takes_a_model_folder(model_dir: Path, tmp_path: Path) -> None:
+    """``imgcomp compare -m RUN/model``: the folder joins the figure as codec SYSTEM/NAME."""
+    Image.fromarray(photo(48, 64, seed=6)).save(tmp_path / "in.png")
+    result = subprocess.run(
+        [sys.executable, "-m", "imgcomp", "compare", str(tmp_path / "in.png"), "--bpp", "0.5", "-o", str(tmp_path / "c.png"),
+         "-c", "jpeg420", "-m", str(model_dir)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("JPEG 4:2:0") and "quality" in lines[1]
+
+
 def test_thread_counts_and_another_process_decode_the_same_symbols(model_dir: Path, tmp_path: Path) -> None:
     image = photo(37, 51, seed=3)
     torch.set_num_threads(1)

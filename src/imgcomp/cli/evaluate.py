@@ -143,13 +143,22 @@ def compare_command(
         None, "--codecs", "-c", help="Comma-separated codec names (default: every classical codec)."
     ),
     crop: str | None = typer.Option(None, "--crop", help="Region x,y,w,h in pixels (default: centre)."),
+    model: list[Path] | None = typer.Option(
+        None, "--model", "-m",
+        help="An exported model folder to add as codec SYSTEM/NAME (its folder's name; RUN for RUN/model); repeatable.",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing figure."),
 ) -> None:
     """One figure: a crop of the original and of every codec at the setting closest to --bpp."""
-    from imgcomp.codecs import parse_codec_names
+    from imgcomp.codecs import parse_codec_names, register_model_codec
     from imgcomp.eval.compare import write_comparison
 
+    extra = [register_model_codec(folder) for folder in model or []]
     names = parse_codec_names(codecs) if codecs is not None else None
+    if extra:
+        from imgcomp.codecs import available_codecs
+
+        names = (names or available_codecs(baseline_only=True)) + [n for n in extra if n not in (names or [])]
     for r in write_comparison(image, bpp, out, names, crop, force=force):
         ms = "n/a" if r.ms_ssim is None else f"{r.ms_ssim:.4f}"
         typer.echo(
