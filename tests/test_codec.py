@@ -364,7 +364,10 @@ def test_every_shipped_model_round_trips_and_files_find_their_model() -> None:
         assert name.split("/")[0] in ("mentzer2018", "patel2019") and get_model(name.replace("/", "-")) is loaded  # 0.5 alias
         for quality in (1, loaded.system.qualities(loaded)):
             result = encode_image(image, quality=quality, model=loaded, keep_reconstruction=True)
-            assert np.array_equal(decode_image(result.data), result.reconstruction), (name, quality)
+            # the torch decoder repeats the encoder's arithmetic; the default numpy one is within a level
+            assert np.array_equal(decode_image(result.data, engine="torch"), result.reconstruction), (name, quality)
+            by_numpy = decode_image(result.data).astype(int)
+            assert np.abs(by_numpy - result.reconstruction).max() <= 1, (name, quality)
             assert 8 * result.payload_bytes <= result.estimated_bits * 1.01 + 64
 
 
