@@ -20,6 +20,12 @@ _SHIPPED_LAYOUT: dict[str, Any] = {
     "rate_through_context": False, "lowpass_block": 16, "lowpass_step": 3, "batch_size": 8, "crop": 128,
 }
 
+# Stages 3 and 4 of the shipped DPC model: the latent widened to K = 64 channels.
+_WIDE_LAYOUT: dict[str, Any] = {
+    **_SHIPPED_LAYOUT, **DPC_OBJECTIVE, **DPC_DECODER, "latent_channels": 64, "val_every": 100000,
+    "checkpoint_every": 100,
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     "cpu-dpc": {
         "description": (
@@ -55,9 +61,8 @@ RECIPES: dict[str, dict[str, Any]] = {
             "top quality at ~0.5 bpp on 768x512 photos (photos code at ~0.5x the crops' rate)"
         ),
         "settings": {
-            **_SHIPPED_LAYOUT, **DPC_OBJECTIVE, **DPC_DECODER, "latent_channels": 64,
-            "head_target_bpp": [0.18, 0.4, 0.7, 1.2, 1.9], "target_bpp": 1.9, "steps": 3000, "lr": 3e-4,
-            "context_lr": 2e-4, "val_every": 100000, "checkpoint_every": 100,
+            **_WIDE_LAYOUT, "head_target_bpp": [0.18, 0.4, 0.7, 1.2, 1.9], "target_bpp": 1.9, "steps": 3000,
+            "lr": 3e-4, "context_lr": 2e-4,
         },
         "needs_init_from": True,
     },
@@ -68,9 +73,8 @@ RECIPES: dict[str, dict[str, Any]] = {
             "cpu-dpc-wide quality 5 coded 768x512 photos at 0.82 bpp on average (1.0 bpp or more on 5 of 23)"
         ),
         "settings": {
-            **_SHIPPED_LAYOUT, **DPC_OBJECTIVE, **DPC_DECODER, "latent_channels": 64,
-            "head_target_bpp": [0.18, 0.4, 0.7, 1.35, 2.6], "target_bpp": 2.6, "steps": 500, "lr": 1e-4,
-            "context_lr": 1e-4, "val_every": 100000, "checkpoint_every": 100,
+            **_WIDE_LAYOUT, "head_target_bpp": [0.18, 0.4, 0.7, 1.35, 2.6], "target_bpp": 2.6, "steps": 500,
+            "lr": 1e-4, "context_lr": 1e-4,
         },
         "needs_init_from": True,
     },
