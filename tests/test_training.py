@@ -387,6 +387,8 @@ def test_an_export_writes_exact_files_that_decode_without_torch(data: Path, tmp_
     Trainer(tiny_config(data), tmp_path / "run").run()
     folder = tmp_path / "run" / "model"
     assert (folder / "context-int.safetensors").is_file()
+    with pytest.raises(ImgcompError, match="a training run's model is .*run/model"):
+        load_model(tmp_path / "run")  # the run folder given instead of its model
     pixels = np.asarray(Image.open(data / "val" / "0.png"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a stale or missing integer P would warn

@@ -73,7 +73,8 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
 
     sharded = not weights_path.is_file() and weights_shards.is_sharded(folder)
     if not (weights_path.is_file() or sharded) or not config_path.is_file():
-        raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
+        hint = f"; a training run's model is {folder / 'model'}" if (folder / "model" / CONFIG_FILE).is_file() else ""
+        raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE}){hint}")
     config, metadata, document = read_model_config(config_path)
     model = get_system(config.architecture).build(config)
     try:
