@@ -39,7 +39,6 @@ from imgcomp.zoo import model_folder
 __all__ = ["CONFIG_FILE", "MentzerTask", "TrainConfig", "Trainer", "head_for_step", "train"]
 
 
-
 @dataclass
 class TrainConfig(LoopConfig):
     """Everything that defines a training run (saved as ``train_config.json`` in the run folder):
