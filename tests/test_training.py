@@ -383,12 +383,15 @@ def test_an_export_writes_exact_files_that_decode_without_torch(data: Path, tmp_
     stream version 1 warning) and its files decode with the numpy engine."""
     from imgcomp.api import decode_image, encode_image
     from imgcomp.container import unpack
+    from imgcomp.models.torch_free import load_torch_free_model
 
     Trainer(tiny_config(data), tmp_path / "run").run()
     folder = tmp_path / "run" / "model"
     assert (folder / "context-int.safetensors").is_file()
     with pytest.raises(ImgcompError, match="a training run's model is .*run/model"):
         load_model(tmp_path / "run")  # the run folder given instead of its model
+    with pytest.raises(ImgcompError, match="a training run's model is .*run/model"):
+        load_torch_free_model(tmp_path / "run")  # the torch-free loader says the same
     pixels = np.asarray(Image.open(data / "val" / "0.png"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a stale or missing integer P would warn

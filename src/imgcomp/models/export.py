@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from imgcomp.errors import ImgcompError
 from imgcomp.io import file_sha256, write_atomic
-from imgcomp.models.torch_free import read_model_config
+from imgcomp.models.torch_free import not_a_model_folder, read_model_config
 from imgcomp.systems import get_system
 
 WEIGHTS_FILE = "model.safetensors"
@@ -73,8 +73,7 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
 
     sharded = not weights_path.is_file() and weights_shards.is_sharded(folder)
     if not (weights_path.is_file() or sharded) or not config_path.is_file():
-        hint = f"; a training run's model is {folder / 'model'}" if (folder / "model" / CONFIG_FILE).is_file() else ""
-        raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE}){hint}")
+        raise not_a_model_folder(folder)
     config, metadata, document = read_model_config(config_path)
     model = get_system(config.architecture).build(config)
     try:

@@ -31,6 +31,13 @@ def read_model_config(config_path: Path) -> tuple[Any, dict[str, Any], dict[str,
         raise ImgcompError(f"{config_path}: invalid model config ({exc})") from None
 
 
+def not_a_model_folder(folder: Path) -> ImgcompError:
+    """The error for a folder without a model's files; it names ``RUN/model`` when given a
+    training run's folder."""
+    hint = f"; a training run's model is {folder / 'model'}" if (folder / "model" / CONFIG_FILE).is_file() else ""
+    return ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE}){hint}")
+
+
 def supports_torch_free(system: Any, stream_version: int) -> bool:
     """Whether ``system`` decodes ``stream_version`` without torch."""
     return stream_version in getattr(system, "torch_free_stream_versions", ()) and hasattr(system, "load_torch_free")
@@ -42,7 +49,7 @@ def load_torch_free_model(model_dir: str | os.PathLike, weights_sha256: str | No
     folder = Path(model_dir)
     weights_path, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
     if not config_path.is_file():
-        raise ImgcompError(f"{folder}: not a model folder (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
+        raise not_a_model_folder(folder)
     if not weights_path.is_file():
         return None
     config, metadata, _ = read_model_config(config_path)
