@@ -39,6 +39,18 @@ def codecs_command(
         }))
 
 
+def _codec_names(codecs: str | None, models: list[Path] | None, refine: int = 0) -> list[str] | None:
+    """``--codecs`` plus every ``--model`` folder registered as a codec (after the classical codecs
+    when ``--codecs`` is not given); None: the command's default (every classical codec)."""
+    from imgcomp.codecs import available_codecs, parse_codec_names, register_model_codec
+
+    extra = [register_model_codec(folder, refine) for folder in models or []]
+    names = parse_codec_names(codecs) if codecs is not None else None
+    if extra:
+        names = (names or available_codecs(baseline_only=True)) + [n for n in extra if n not in (names or [])]
+    return names
+
+
 def eval_command(
     image_dir: Path = typer.Argument(..., help="Folder of PNG/JPEG images (not searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSON; resumed if it is from the same run."),
@@ -68,16 +80,10 @@ def eval_command(
 
     Learned codecs are named by system and model: `imgcomp codecs` lists them
     (e.g. mentzer2018/cpu-colour-lp, mentzer2018/cpu-colour-lp+refine20)."""
-    from imgcomp.codecs import parse_codec_names, register_model_codec
     from imgcomp.eval.runner import evaluate_folder, lpips_config, parse_settings_option
 
     lpips_config(lpips)  # a bad --lpips fails before any work
-    extra = [register_model_codec(folder, refine) for folder in model or []]
-    names = parse_codec_names(codecs) if codecs is not None else None
-    if extra:
-        from imgcomp.codecs import available_codecs
-
-        names = (names or available_codecs(baseline_only=True)) + [n for n in extra if n not in (names or [])]
+    names = _codec_names(codecs, model, refine)
     summary = evaluate_folder(
         image_dir,
         out,
@@ -150,15 +156,9 @@ def compare_command(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing figure."),
 ) -> None:
     """One figure: a crop of the original and of every codec at the setting closest to --bpp."""
-    from imgcomp.codecs import parse_codec_names, register_model_codec
     from imgcomp.eval.compare import write_comparison
 
-    extra = [register_model_codec(folder) for folder in model or []]
-    names = parse_codec_names(codecs) if codecs is not None else None
-    if extra:
-        from imgcomp.codecs import available_codecs
-
-        names = (names or available_codecs(baseline_only=True)) + [n for n in extra if n not in (names or [])]
+    names = _codec_names(codecs, model)
     for r in write_comparison(image, bpp, out, names, crop, force=force):
         ms = "n/a" if r.ms_ssim is None else f"{r.ms_ssim:.4f}"
         typer.echo(
