@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import signal
 import time
 from collections import Counter
@@ -84,6 +85,12 @@ class TrainingTask(Protocol):
 
     # Optional: ``extra_state() -> dict`` and ``load_extra_state(dict)``: training state outside
     # ``model`` (e.g. a discriminator's weights) that the checkpoint carries and the export does not.
+
+
+def choice_for_step(seed: int, step: int, choices: int) -> int:
+    """Which of ``choices`` (an importance head, a quality) ``step`` trains: random, but a pure
+    function of seed and step, so a resumed run makes the same choices."""
+    return random.Random(seed * 1_000_003 + step).randrange(choices)
 
 
 def check_finite(loss: torch.Tensor, step: int) -> None:

@@ -11,7 +11,6 @@ logging) is the shared :mod:`imgcomp.training.trainer`.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -32,7 +31,7 @@ from imgcomp.tensors import image_to_tensor, tensor_to_image
 from imgcomp.training import trainer as loop
 from imgcomp.training.batches import input_statistics
 from imgcomp.training.checkpoint import CHECKPOINT_FILE
-from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, check_finite
+from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, check_finite, choice_for_step
 from imgcomp.training.validation import RatePoint, bd_rates_vs_jpeg
 from imgcomp.zoo import model_folder
 
@@ -171,9 +170,7 @@ def widen_latent(
     return out
 
 
-def head_for_step(seed: int, step: int, heads: int) -> int:
-    """The importance head trained at ``step`` (random, but a pure function of seed and step)."""
-    return random.Random(seed * 1_000_003 + step).randrange(heads)
+head_for_step = choice_for_step  # the importance head a step trains
 
 
 class MentzerTask:

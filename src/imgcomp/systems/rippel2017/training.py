@@ -20,7 +20,6 @@ The loop is :mod:`imgcomp.training.trainer`.
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -40,7 +39,7 @@ from imgcomp.tensors import image_to_tensor
 from imgcomp.training import trainer as loop
 from imgcomp.training.batches import input_statistics
 from imgcomp.training.checkpoint import CHECKPOINT_FILE
-from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, check_finite
+from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, check_finite, choice_for_step
 from imgcomp.zoo import model_folder
 
 __all__ = ["CONFIG_FILE", "RippelTask", "TrainConfig", "Trainer", "quality_for_step", "train"]
@@ -100,9 +99,7 @@ class TrainConfig(LoopConfig):
         return config
 
 
-def quality_for_step(seed: int, step: int, qualities: int) -> int:
-    """The quality (0-based) trained at ``step``: random, a pure function of seed and step."""
-    return random.Random(seed * 1_000_003 + step).randrange(qualities)
+quality_for_step = choice_for_step  # the quality (0-based) a step trains
 
 
 class RippelTask:
