@@ -24,7 +24,7 @@ from imgcomp.metrics import ms_ssim, ms_ssim_db, psnr
 
 ANCHOR = "jpeg420"
 
-_anchor_cache: dict[tuple[str, ...], list["RatePoint"]] = {}
+_anchor_cache: dict[str, list["RatePoint"]] = {}  # by image content
 
 
 class RatePoint(NamedTuple):
@@ -57,7 +57,7 @@ def anchor_points(images: Sequence[np.ndarray]) -> list[list[RatePoint]]:
     """:func:`jpeg_points` of every image, cached by the images' content."""
     result = []
     for image in images:
-        key = (_fingerprint(image),)
+        key = _fingerprint(image)
         if key not in _anchor_cache:
             _anchor_cache[key] = jpeg_points(image)
         result.append(_anchor_cache[key])
