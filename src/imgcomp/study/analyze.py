@@ -282,12 +282,7 @@ def _plots(result: dict[str, Any], out: Path, labels: dict[str, str]) -> list[Pa
     r = result["raters"]
     ax.set_title(f"2AFC preference for {name(focus)} (95% Wilson CI)\n"
                  f"{r['kept']} raters kept, {r['excluded']} excluded by attention checks", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    preference = out / "preference.png"
-    fig.savefig(preference)
-    plt.close(fig)
+    preference = _finish(fig, ax, out / "preference.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     for number, codec in enumerate(result["codecs"]):
@@ -305,13 +300,20 @@ def _plots(result: dict[str, Any], out: Path, labels: dict[str, str]) -> list[Pa
     ax.set_xlabel("bits per pixel (mean over images; series offset by 0.006 to stay apart)")
     ax.set_ylabel(f"Bradley-Terry log strength vs {name(result['anchor'])}")
     ax.set_title("Bradley-Terry scale per target rate (95% bootstrap CI over raters)", fontsize=10)
+    scale = _finish(fig, ax, out / "bradley_terry.png")
+    return [preference, scale]
+
+
+def _finish(fig, ax, path: Path) -> Path:
+    """Legend, grid, layout; write ``path`` and close the figure."""
+    import matplotlib.pyplot as plt
+
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    scale = out / "bradley_terry.png"
-    fig.savefig(scale)
+    fig.savefig(path)
     plt.close(fig)
-    return [preference, scale]
+    return path
 
 
 def format_table(result: dict[str, Any], labels: dict[str, str] | None = None) -> list[str]:
