@@ -235,13 +235,18 @@ def test_resume_after_closing_the_tab(study_dir, tmp_path):
     assert resumed["token"] == t2["token"] and resumed["position"] == 1
 
 
-def test_concurrent_double_submission_counts_once(study_dir, tmp_path):
-    app = fresh_app(study_dir, tmp_path)
+def assert_six_copies_count_once(app) -> None:
+    """Six copies of one vote sent at once: one is accepted, five refused, one answer stored."""
     client = consented(app)
     token = client.get("/api/trial").json()["token"]
     secret = client.cookies[COOKIE]
     assert sorted(six_copies_at_once(app, secret, token)) == [200] + [409] * 5
     assert len(db.answered_trials(app.state.engine)) == 1
+
+
+def test_concurrent_double_submission_counts_once(study_dir, tmp_path):
+    app = fresh_app(study_dir, tmp_path)
+    assert_six_copies_count_once(app)
 
 
 def test_database_belongs_to_one_study(study_dir, tmp_path):
@@ -347,8 +352,4 @@ def test_shared_database_url(study_dir):
     db.Base.metadata.drop_all(engine)
     engine.dispose()
     app = create_app(study_dir, url)
-    client = consented(app)
-    token = client.get("/api/trial").json()["token"]
-    secret = client.cookies[COOKIE]
-    assert sorted(six_copies_at_once(app, secret, token)) == [200] + [409] * 5
-    assert len(db.answered_trials(app.state.engine)) == 1
+    assert_six_copies_count_once(app)
