@@ -93,6 +93,18 @@ def choice_for_step(seed: int, step: int, choices: int) -> int:
     return random.Random(seed * 1_000_003 + step).randrange(choices)
 
 
+def adopt_stored_config(config: Any, stored: dict[str, Any]) -> bool:
+    """For ``adopt_checkpoint_config``: a resumed run's model config must be the checkpoint's,
+    except the input statistics, which come from the checkpoint (measured on the data when the run
+    started). Returns whether they were taken from it; raises on any other difference."""
+    if stored == config.to_dict():
+        return False
+    config.input_mean, config.input_std = stored["input_mean"], stored["input_std"]
+    if stored != config.to_dict():
+        raise ImgcompError("checkpoint was trained with a different model configuration")
+    return True
+
+
 def check_finite(loss: torch.Tensor, step: int) -> None:
     if not torch.isfinite(loss):
         raise ImgcompError(f"training diverged at step {step} (loss {loss})")

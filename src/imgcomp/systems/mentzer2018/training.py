@@ -31,7 +31,7 @@ from imgcomp.tensors import image_to_tensor, tensor_to_image
 from imgcomp.training import trainer as loop
 from imgcomp.training.batches import input_statistics
 from imgcomp.training.checkpoint import CHECKPOINT_FILE
-from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, check_finite, choice_for_step
+from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, adopt_stored_config, check_finite, choice_for_step
 from imgcomp.training.validation import RatePoint, bd_rates_vs_jpeg
 from imgcomp.zoo import model_folder
 
@@ -254,12 +254,7 @@ class MentzerTask:
         self.trained.train()
 
     def adopt_checkpoint_config(self, stored: dict[str, Any]) -> None:
-        if stored != self.model.config.to_dict():
-            # Input statistics come from the checkpoint; everything else must agree.
-            self.model.config.input_mean = stored["input_mean"]
-            self.model.config.input_std = stored["input_std"]
-            if stored != self.model.config.to_dict():
-                raise ImgcompError("checkpoint was trained with a different model configuration")
+        adopt_stored_config(self.model.config, stored)  # the input statistics buffers come with the weights
 
     def export_metadata(self, step: int) -> dict[str, Any]:
         return {

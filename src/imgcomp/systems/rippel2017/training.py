@@ -39,7 +39,7 @@ from imgcomp.tensors import image_to_tensor
 from imgcomp.training import trainer as loop
 from imgcomp.training.batches import input_statistics
 from imgcomp.training.checkpoint import CHECKPOINT_FILE
-from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, check_finite, choice_for_step
+from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, adopt_stored_config, check_finite, choice_for_step
 from imgcomp.zoo import model_folder
 
 __all__ = ["CONFIG_FILE", "RippelTask", "TrainConfig", "Trainer", "quality_for_step", "train"]
@@ -144,11 +144,7 @@ class RippelTask:
         self.model.train()
 
     def adopt_checkpoint_config(self, stored: dict[str, Any]) -> None:
-        if stored != self.model.config.to_dict():
-            self.model.config.input_mean = stored["input_mean"]
-            self.model.config.input_std = stored["input_std"]
-            if stored != self.model.config.to_dict():
-                raise ImgcompError("checkpoint was trained with a different model configuration")
+        if adopt_stored_config(self.model.config, stored):
             self.model.set_input_statistics(stored["input_mean"], stored["input_std"])
 
     def extra_state(self) -> dict[str, Any]:
