@@ -28,32 +28,105 @@ def _emit(record: dict, out: Optional[Path], force: bool) -> None:
         write_atomic(out, lambda handle: handle.write((text + "\n").encode()), overwrite=force)
 
 
+def _table(entries: list[dict]) -> None:
+    """The side-by-side for a human, on stderr: one line per codec and setting."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("codec", overflow="fold")  # a model folder's whole path, over several lines if need be
+    table.add_column("setting", no_wrap=True)
+    for heading in ("bpp", "encode ms", "decode ms"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    for entry in entries:
+        for row in entry["rows"]:
+            setting = row["quality"] if "quality" in row else row["setting"]
+            table.add_row(entry["name"], f"{entry['setting_name']} {setting:g}", f"{row['bpp']:.3f}",
+                          f"{1000 * row['encode_s_median']:.1f}", f"{1000 * row['decode_s_median']:.1f}")
+    console.print(table)
+
+
+def _classical_codecs(codecs: Optional[str], settings: list[str]) -> dict[str, Optional[list]]:
+    """``--codecs`` and ``--settings`` as {classical codec name: its settings or None (default)};
+    learned codec names, unknown names and settings of a codec not asked for are refused."""
+    from imgcomp.codecs import get_codec, parse_codec_names
+    from imgcomp.errors import ImgcompError
+    from imgcomp.eval.runner import parse_settings_option
+
+    names = parse_codec_names(codecs) if codecs is not None else []
+    for name in names:
+        if "system" in get_codec(name).parameters():
+            raise ImgcompError(f"--codecs {name}: a learned codec; give learned models with --model/-m")
+    chosen: dict[str, Optional[list]] = dict.fromkeys(names)
+    for name, values in parse_settings_option(settings).items():
+        if name not in chosen:
+            raise ImgcompError(f"--settings {name}: not one of --codecs ({', '.join(names) or 'none given'})")
+        if not values:
+            raise ImgcompError(f"--settings {name}: no settings given")
+        chosen[name] = values
+    return chosen
+
+
 @bench_app.command("codec")
 def bench_codec(
     image: Path = typer.Option(DEMO_IMAGE, help="Image to time (default: the bundled 768x512 photo)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or folder."),
-    runs: int = typer.Option(5, help="Runs per quality; medians are reported."),
+    model: Optional[List[str]] = typer.Option(
+        None, "--model", "-m",
+        help="Learned model: shipped name (mentzer2018/cpu-colour-lp) or folder; repeatable. "
+        "Default: the default model, unless --codecs is given.",
+    ),
+    codecs: Optional[str] = typer.Option(
+        None, "--codecs", "-c", help="Classical codecs to time alongside, comma-separated (e.g. webp,avif444; see imgcomp codecs).",
+    ),
+    settings: Optional[List[str]] = typer.Option(
+        None, "--settings",
+        help="A classical codec's settings, e.g. --settings webp=20,50,80 (repeatable; default: 5 of its sweep spanning ~0.1-1.5 bpp on the image).",
+    ),
+    runs: int = typer.Option(5, min=1, help="Runs per quality/setting, round-robin over all of them; medians are reported."),
     large: bool = typer.Option(False, "--large", help="Also encode/decode a 4096x4096 image and report peak memory."),
     refine: int = typer.Option(0, "--refine", min=0, max=1000, help="Time encoding with N steps of latent refinement (imgcomp encode --refine N)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
-    """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time."""
-    from imgcomp.benchmarks import codec_speed, import_torch_seconds, machine, peak_memory_large
+    """Encode/decode time per quality, payload vs. estimated bits, naive-order decode time.
+
+    With several --model or any --codecs: every one on the same image, interleaved (each run
+    times every codec and setting once), one entry each, and a table on stderr."""
+    from imgcomp.benchmarks import codec_speed, import_torch_seconds, machine, peak_memory_large, side_by_side
+    from imgcomp.errors import ImgcompError
     from imgcomp.io import check_writable
     from imgcomp.zoo import get_model, model_name
 
     check_writable([out] if out else [], force)  # before any timing
-    loaded = get_model(model)
-    record = {
-        "machine": machine(), "image": str(image), "model": model_name(loaded), "system": loaded.system.name,
-        "refine_steps": refine,
-        "qualities": codec_speed(str(image), loaded, runs, refine),
-        "import_torch_process_s": import_torch_seconds(),
-        **loaded.system.benchmarks(str(image), loaded),
-    }
-    if large:
-        record["large_image"] = peak_memory_large(str(loaded.path))
+    names = list(model or [])
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ImgcompError(f"--model given twice: {', '.join(duplicates)}")
+    classical = _classical_codecs(codecs, settings or [])
+    if not names and not classical:
+        names = [None]
+    loaded = [get_model(str(Path(name).expanduser()) if name and name.startswith("~") else name) for name in names]
+    if len(loaded) == 1 and not classical:  # one model: the record of imgcomp 0.5
+        one = loaded[0]
+        record = {
+            "machine": machine(), "image": str(image), "model": model_name(one), "system": one.system.name,
+            "refine_steps": refine,
+            "qualities": codec_speed(str(image), one, runs, refine),
+            "import_torch_process_s": import_torch_seconds(),
+            **one.system.benchmarks(str(image), one),
+        }
+        if large:
+            record["large_image"] = peak_memory_large(str(one.path))
+        _table([{"name": record["model"], "setting_name": "quality", "rows": record["qualities"]}])
+        _emit(record, out, force)
+        return
+    entries = side_by_side(str(image), loaded, classical, runs, refine)
+    for entry, one in zip(entries, loaded):
+        entry["system_benchmarks"] = one.system.benchmarks(str(image), one)
+        if large:
+            entry["large_image"] = peak_memory_large(str(one.path))
+    record = {"machine": machine(), "image": str(image), "runs": runs,
+              "import_torch_process_s": import_torch_seconds(), "entries": entries}
+    _table(entries)
     _emit(record, out, force)
 
 
