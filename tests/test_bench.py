@@ -142,7 +142,8 @@ def test_default_settings_span_the_rate_range(setup) -> None:
     (["-c", "mentzer2018/cpu-colour-lp"], "learned codec"),
     (["-c", "webp", "--settings", "avif444=10"], "not one of --codecs"),
     (["-c", "webp", "--settings", "webp=ten"], "must be numbers"),
-    (["-m", "mentzer2018/cpu", "-m", "mentzer2018/cpu"], "given twice"),
+    (["-m", "mentzer2018/cpu", "-m", "mentzer2018-cpu"], "given twice"),
+    (["--settings", "webp=10"], "not one of --codecs (none given)"),
 ])
 def test_bad_names_are_one_line_and_exit_2(monkeypatch, capsys, args: list[str], message: str) -> None:
     def no_timing(*args, **kwargs):

@@ -94,17 +94,16 @@ def bench_codec(
     from imgcomp.benchmarks import codec_speed, import_torch_seconds, machine, peak_memory_large, side_by_side
     from imgcomp.errors import ImgcompError
     from imgcomp.io import check_writable
-    from imgcomp.zoo import get_model, model_name
+    from imgcomp.zoo import get_model, model_folder, model_name
 
     check_writable([out] if out else [], force)  # before any timing
-    names = list(model or [])
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ImgcompError(f"--model given twice: {', '.join(duplicates)}")
+    names = [str(Path(name).expanduser()) if name.startswith("~") else name for name in model or []]
+    folders = [model_folder(name).resolve() for name in names]  # unknown names fail here, before any loading
+    for index, folder in enumerate(folders):
+        if folder in folders[:index]:
+            raise ImgcompError(f"--model given twice: {names[folders.index(folder)]} and {names[index]} are one model")
     classical = _classical_codecs(codecs, settings or [])
-    if not names and not classical:
-        names = [None]
-    loaded = [get_model(str(Path(name).expanduser()) if name and name.startswith("~") else name) for name in names]
+    loaded = [get_model(name) for name in names] if names or classical else [get_model(None)]
     if len(loaded) == 1 and not classical:  # one model: the record of imgcomp 0.5
         one = loaded[0]
         record = {
