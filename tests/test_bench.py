@@ -22,7 +22,7 @@ from imgcomp.systems.rippel2017.config import preset as rippel_preset
 from imgcomp.systems.rippel2017.model import RippelCodec
 from synthetic_images import smooth_image
 
-HEIGHT, WIDTH = 96, 128  # Mentzer's naive-order timing needs 400 latent symbols: 12 x 16 x K
+HEIGHT, WIDTH = 96, 128
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,15 @@ def test_existing_out_refused_before_any_timing(setup, monkeypatch, capsys, tmp_
     code, err = _main(monkeypatch, capsys, "bench", "codec", "-m", str(setup["rippel"]), "-c", "webp", "-o", str(out))
     assert code == 2 and "--force" in err and "Traceback" not in err
     assert out.read_text() == "mine"
+
+
+def test_naive_order_timing_of_an_image_with_few_symbols(setup) -> None:
+    """Fewer latent symbols than the 400 it times: it times them all and extrapolates to as many."""
+    from imgcomp.models import load_model
+    from imgcomp.systems.mentzer2018.bench import naive_decode_seconds
+
+    loaded = load_model(setup["mentzer"])
+    result = naive_decode_seconds(str(setup["small"]), loaded)
+    assert result["symbols"] == loaded.config.latent_channels * 4 * 6 < 400
+    assert result["seconds_per_symbol"] > 0
+    assert result["extrapolated_decode_s"] == pytest.approx(result["seconds_per_symbol"] * result["symbols"])
