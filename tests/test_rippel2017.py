@@ -88,6 +88,26 @@ def test_pyramid_shapes_range_and_every_level_is_trained() -> None:
     assert symbols.dtype == torch.int64 and symbols.abs().max() <= 2 ** (config.bits - 1)
 
 
+def test_decoder_without_fine_branches_and_its_own_depths() -> None:
+    """``decoder_first_branch``: levels below it are reached through the upsamplers only;
+    ``decoder_extractor_layers``: the decoder's depths, independent of the encoder's."""
+    torch.manual_seed(0)
+    config = preset("tiny", decoder_first_branch=2, decoder_extractor_layers=[1, 2, 0, 1, 1, 1])
+    model = RippelCodec(config)
+    assert len(model.decoder.branch) == config.scales - 2
+    assert [len(stack) for stack in model.decoder.extract] == [1, 2, 0, 1, 1, 1]
+    assert [len(stack) for stack in model.encoder.extract] == config.extractor_layers
+    x = torch.rand(1, 3, 64, 64) * 255
+    out = model(x, 0)
+    assert out["x_hat"].shape == x.shape
+    out["x_hat"].mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
+    with pytest.raises(ImgcompError, match="decoder_first_branch"):
+        preset("tiny", decoder_first_branch=6)
+    with pytest.raises(ImgcompError, match="decoder_extractor_layers"):
+        preset("tiny", decoder_extractor_layers=[1, 1])
+
+
 # ----------------------------------------------------------------------------- 3.2.3
 
 def test_context_coding_round_trip_and_payload_matches_the_estimate() -> None:
@@ -426,3 +446,53 @@ def test_runtime_modules_do_not_reach_the_adversarial_or_training_code() -> None
     reached = _closure(graph, ["imgcomp.systems.rippel2017.stream", "imgcomp.systems.rippel2017.model"])
     assert "imgcomp.systems.rippel2017.stream" in reached
     assert not {m for m in reached if m.endswith((".adversarial", ".training", ".recipes")) or m.startswith("imgcomp.training")}
+
+
+def test_training_for_the_lowpass_layer_and_encoding_with_its_settings(tmp_path: Path, monkeypatch) -> None:
+    """``lowpass_block``: the distortion is measured on the output with the layer added, the model
+    records the settings, and ``lowpass="auto"`` then codes with them without the per-image search
+    (which a model trained without the layer still gets)."""
+    from imgcomp import api
+    from imgcomp.postfilter.lowpass import LowpassSettings
+    from imgcomp.systems.rippel2017.recipes import build_config
+    from imgcomp.systems.rippel2017.training import RippelTask, train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for seed in range(2):
+        Image.fromarray(smooth_image(80, 96, seed=seed, noise=8.0)).save(data / f"{seed}.png")
+    settings = {
+        "data": str(data), "preset": "tiny", "steps": 2, "batch_size": 2, "crop": 64, "target_bpp": [0.001, 0.002],
+        "log_every": 1, "checkpoint_every": 2, "colour_weight": 0.5, "alpha_max": 0.0125, "acr_warmup": 0,
+        "acr_gain": 1.0,
+    }
+    x = torch.from_numpy(smooth_image(64, 64, seed=3)).permute(2, 0, 1)[None].float().repeat(2, 1, 1, 1)
+    losses = {}
+    for block in (0, 16):
+        task = RippelTask(build_config(None, {**settings, "lowpass_block": block}), tmp_path / f"task{block}")
+        losses[block] = task.step(x, 0)[0]["distortion"]
+        assert task.model.config.lowpass == ([16, 4] if block else None)
+    assert losses[16] != pytest.approx(losses[0])
+    result = train(build_config(None, {**settings, "lowpass_block": 16, "lowpass_step": 3}), tmp_path / "run")
+    model = tmp_path / "run" / "model"
+    assert load_model(model).config.lowpass == [16, 3]
+    alphas = load_model(model).model.acr_alpha.tolist()  # the rate far above target: alpha rose to its clamp
+    assert max(alphas) == pytest.approx(0.0125) and min(alphas) >= 0.01
+
+    searches = []
+    real_search = api.choose_lowpass
+    monkeypatch.setattr(api, "choose_lowpass", lambda *args, **kw: searches.append(1) or real_search(*args, **kw))
+    pixels = smooth_image(64, 80, seed=9)
+    fixed = encode_image(pixels, quality=1, model=model, keep_reconstruction=True)
+    assert fixed.lowpass == LowpassSettings(16, 3) and not searches
+    assert np.array_equal(decode_image(fixed.data, model=model), fixed.reconstruction)
+    encode_image(pixels, quality=1, model=tmp_path / "run" / "model", lowpass=LowpassSettings(32, 4))
+    assert not searches
+    plain = tmp_path / "plain"
+    export_model(RippelCodec(preset("tiny")).eval(), plain)
+    encode_image(pixels, quality=1, model=plain)
+    assert searches == [1]
+    with pytest.raises(ImgcompError, match="colour_pool"):
+        build_config(None, {**settings, "colour_pool": 0})
+    with pytest.raises(ImgcompError, match="multiple of lowpass_block"):
+        build_config(None, {**settings, "lowpass_block": 32, "crop": 48})

@@ -77,8 +77,10 @@ def encode_image(
     """Compress an image; the full-detail API behind :func:`compress`.
 
     ``lowpass`` sets the low-pass correction layer (:mod:`imgcomp.postfilter.lowpass`): ``"auto"``
-    picks its settings for this image by rate-distortion search
-    (:func:`~imgcomp.postfilter.lowpass.choose_lowpass`), ``None`` leaves it out (the file then
+    lets the model's system choose (``System.automatic_lowpass``: Mentzer et al. and Patel et al.
+    pick the settings for this image by rate-distortion search,
+    :func:`~imgcomp.postfilter.lowpass.choose_lowpass`; a Rippel & Bourdev model trained for fixed
+    settings codes with those), ``None`` leaves it out (the file then
     holds only what the system codes). ``refine_steps`` > 0 lets the system optimise its latent for
     this image first (Mentzer et al.: :mod:`imgcomp.systems.mentzer2018.refine`): smaller, better
     files for a slower encode. ``keep_metadata`` carries the input's EXIF (less its orientation)
@@ -119,10 +121,16 @@ def _pad_payload(payload: bytes, width: int, height: int, lowpass_bytes: int) ->
 def _encode_pixels(
     loaded, pixels, quality, keep_reconstruction, lowpass, refine_steps, started, metadata, stream_version
 ) -> EncodeResult:
+    lowpass = _automatic(loaded, lowpass)
     objective_lowpass = DEFAULT_LOWPASS if lowpass == AUTO else lowpass
     encoded = _system_encode(loaded, pixels, quality, refine_steps, objective_lowpass, stream_version)
     decoded = encoded.reconstruct() if keep_reconstruction or lowpass is not None else None
     return _finish_file(loaded, pixels, quality, encoded, decoded, lowpass, keep_reconstruction, metadata, started)
+
+
+def _automatic(loaded, lowpass):
+    """``"auto"`` as the model's system means it: the per-image search or the model's own settings."""
+    return loaded.system.automatic_lowpass(loaded) if lowpass == AUTO else lowpass
 
 
 def _system_encode(loaded, pixels, quality, refine_steps, objective_lowpass, stream_version):
@@ -188,7 +196,7 @@ def encode_variants(
         encoded = _system_encode(loaded, pixels, quality, 0, None, None)
         decoded = encoded.reconstruct() if any(option is not None for option in lowpass_options) else None
         return [
-            _finish_file(loaded, pixels, quality, encoded, decoded, option, False, metadata or {}, started)
+            _finish_file(loaded, pixels, quality, encoded, decoded, _automatic(loaded, option), False, metadata or {}, started)
             for option in lowpass_options
         ]
 

@@ -85,6 +85,11 @@ class System(Protocol):
         """The coding of the low-pass section in files of ``stream_version``
         (:mod:`imgcomp.postfilter.lowpass`: 1 float Laplace rows, 2 exact integer frequencies)."""
 
+    def automatic_lowpass(self, loaded: Any) -> Any:
+        """What ``lowpass="auto"`` means for this model: ``"auto"`` (the per-image rate-distortion
+        search of :func:`imgcomp.postfilter.lowpass.choose_lowpass`) or fixed
+        :class:`~imgcomp.postfilter.lowpass.LowpassSettings` (e.g. those the model was trained for)."""
+
     def decode(self, loaded: Any, payload: bytes, width: int, height: int, quality: int, stream_version: int) -> Decoded:
         """Invert :meth:`encode`."""
 

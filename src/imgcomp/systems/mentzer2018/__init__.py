@@ -50,6 +50,12 @@ class Mentzer2018:
 
         return model_tag(weights_sha256, folder, stream_version)
 
+    def automatic_lowpass(self, loaded) -> str:
+        """The per-image search."""
+        from imgcomp.postfilter.lowpass import AUTO
+
+        return AUTO
+
     def lowpass_version(self, stream_version) -> int:
         """Stream version 2 files code the low-pass section exactly too (coding version 2)."""
         return 2 if stream_version >= 2 else 1

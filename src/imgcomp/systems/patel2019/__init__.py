@@ -61,6 +61,9 @@ class Patel2019:
     def model_tag(self, weights_sha256: str, folder: Any, stream_version: int) -> bytes:
         return _coding().model_tag(weights_sha256, folder, stream_version)
 
+    def automatic_lowpass(self, loaded: Any) -> Any:
+        return _coding().automatic_lowpass(loaded)
+
     def lowpass_version(self, stream_version: int) -> int:
         return _coding().lowpass_version(stream_version)
 

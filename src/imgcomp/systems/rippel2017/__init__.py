@@ -45,6 +45,15 @@ class Rippel2017:
 
         return model_tag(weights_sha256, folder, stream_version)
 
+    def automatic_lowpass(self, loaded):
+        """The settings the model was trained for (``RippelConfig.lowpass``), which spares the
+        encoder the per-image search (this system exists to be fast); the search for a model
+        trained without the layer."""
+        from imgcomp.postfilter.lowpass import AUTO, LowpassSettings
+
+        settings = loaded.config.lowpass
+        return AUTO if settings is None else LowpassSettings(*settings)
+
     def lowpass_version(self, stream_version) -> int:
         """The low-pass section is coded with exact integer frequencies (coding version 2)."""
         return 2

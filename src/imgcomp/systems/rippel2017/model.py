@@ -85,16 +85,22 @@ class PyramidDecoder(nn.Module):
         ch, t = config.scale_channels, config.target_scale
         self.inp = nn.Conv2d(config.latent_channels, config.align_channels, 3, padding=1)
         self.mix = _stack(config.align_channels, config.align_layers)
-        self.branch = nn.ModuleList(_to_level(t, m, config.align_channels, ch[m]) for m in range(config.scales))
-        self.extract = nn.ModuleList(_stack(ch[m], config.extractor_layers[m]) for m in range(config.scales))
+        self.first_branch = config.decoder_first_branch
+        self.branch = nn.ModuleList(
+            _to_level(t, m, config.align_channels, ch[m]) for m in range(self.first_branch, config.scales)
+        )
+        self.extract = nn.ModuleList(_stack(ch[m], config.decoder_layers[m]) for m in range(config.scales))
         self.up = nn.ModuleList(nn.ConvTranspose2d(ch[m + 1], ch[m], 2, stride=2) for m in range(config.scales - 1))
         self.out = nn.Conv2d(ch[0], 3, 3, padding=1)
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
         h = _run(self.mix, _act(self.inp(y_hat)))
         merged = None
-        for m in range(len(self.branch) - 1, -1, -1):
-            level = _run(self.extract[m], _act(self.branch[m](h)))
+        for m in range(len(self.extract) - 1, -1, -1):
+            if m < self.first_branch:  # no branch: this level is the upsampled coarser ones
+                merged = _run(self.extract[m], _act(self.up[m](merged)))
+                continue
+            level = _run(self.extract[m], _act(self.branch[m - self.first_branch](h)))
             merged = level if merged is None else level + _act(self.up[m](merged))
         return self.out(merged)
 

@@ -10,7 +10,7 @@ from imgcomp.systems.rippel2017.training import TrainConfig
 
 RECIPES: dict[str, dict[str, Any]] = {
     "cpu": {
-        "description": "cpu preset (M = 6 levels, C = 32, B = 6), 5 qualities (0.1..0.8 bpp) in one network, "
+        "description": "cpu preset (M = 6 levels, C = 64, B = 6), 5 qualities (0.1..0.8 bpp) in one network, "
         "MS-SSIM + ACR, 6000 steps of 8 x 128px crops: for 2 CPU cores",
         "settings": {
             "preset": "cpu", "steps": 6000, "batch_size": 8, "crop": 128,
@@ -22,6 +22,18 @@ RECIPES: dict[str, dict[str, Any]] = {
         "settings": {
             "preset": "paper", "steps": 60000, "batch_size": 16, "crop": 256,
             "target_bpp": [0.1, 0.2, 0.35, 0.55, 0.8], "val_every": 2000, "workers": 6,
+        },
+    },
+    "cpu-lp": {
+        "description": "fine-tunes a cpu-recipe model (--init-from RUN/model) for its output with the low-pass "
+        "layer added (32 x 32 blocks, step 4; encoders then code with these settings instead of searching "
+        "per image): 3000 steps of 8 x 128px crops, lr 1e-4. The shipped rippel2017/cpu-lp is "
+        "cpu (6000 steps) -> cpu-gan --no-adversarial (2000) -> cpu-lp (3000)",
+        "needs_init_from": True,
+        "settings": {
+            "preset": "cpu", "steps": 3000, "batch_size": 8, "crop": 128, "lr": 1e-4,
+            "lowpass_block": 32, "lowpass_step": 4,
+            "target_bpp": [0.1, 0.2, 0.35, 0.55, 0.8], "val_every": 1000,
         },
     },
     "cpu-gan": {

@@ -31,6 +31,7 @@ from imgcomp.criteria import get_criterion
 from imgcomp.errors import ImgcompError
 from imgcomp.metrics import ms_ssim, psnr
 from imgcomp.models.export import load_model
+from imgcomp.postfilter.lowpass import LowpassSettings, correct_tensor
 from imgcomp.systems.rippel2017 import adversarial, bit_context
 from imgcomp.systems.rippel2017.acr import AcrController, codelength_penalty
 from imgcomp.systems.rippel2017.config import ARCHITECTURE, RippelConfig, preset
@@ -57,6 +58,11 @@ class TrainConfig(LoopConfig):
     distortion_scale: float = 100.0  # ms_ssim criterion: scale * (1 - MS-SSIM)
     alpha_start: float = 0.01
     acr_gain: float = 0.05  # AcrController gain
+    alpha_max: float = 10.0  # AcrController's upper clamp: a quality that cannot reach its target stops here
+    colour_weight: float = 0.0  # colour anchor in the distortion (not in the paper): scale * weight * mean |x - x_hat| / 255
+    colour_pool: int = 1  # ... over colour_pool x colour_pool block means
+    lowpass_block: int = 0  # train for the output with the low-pass layer of this block size added (0: off, the paper)
+    lowpass_step: int = 4
     acr_warmup: int = 20  # steps before alpha moves (the counts must first describe the latents)
     count_decay: float = 0.98  # per step of a quality: its bit counts are multiplied by this
     init_from: Optional[str] = None  # an exported rippel2017 model (folder or shipped name): its weights and buffers start the run
@@ -73,6 +79,14 @@ class TrainConfig(LoopConfig):
     def __post_init__(self) -> None:
         if not self.target_bpp or sorted(self.target_bpp) != list(self.target_bpp) or min(self.target_bpp) <= 0:
             raise ImgcompError("target_bpp needs positive, increasing values (one per quality)")
+        if self.alpha_max <= 0.0 or self.colour_weight < 0.0 or self.colour_pool < 1:
+            raise ImgcompError("alpha_max must be > 0, colour_weight >= 0 and colour_pool >= 1")
+        if self.colour_pool > 1 and self.crop % self.colour_pool:
+            raise ImgcompError(f"crop {self.crop} is not a multiple of colour_pool {self.colour_pool}")
+        if self.lowpass_block:
+            LowpassSettings(self.lowpass_block, self.lowpass_step)  # raises on bad values
+            if self.crop % self.lowpass_block:
+                raise ImgcompError(f"crop {self.crop} is not a multiple of lowpass_block {self.lowpass_block}")
         if not 0.0 < self.count_decay <= 1.0:
             raise ImgcompError("count_decay must be in (0, 1]")
         if not 0.0 <= self.d_accuracy_low <= self.d_accuracy_high <= 1.0:
@@ -82,10 +96,18 @@ class TrainConfig(LoopConfig):
         if self.adversarial_ratio <= 0.0 or self.d_lr <= 0.0 or not self.d_channels or min(self.d_channels) < 1:
             raise ImgcompError("adversarial_ratio and d_lr must be positive, d_channels at least one positive count")
 
+    @property
+    def lowpass(self) -> LowpassSettings | None:
+        return LowpassSettings(self.lowpass_block, self.lowpass_step) if self.lowpass_block else None
+
     def model_config(self, start: RippelConfig | None = None) -> RippelConfig:
-        """The architecture: the preset's, or ``init_from``'s (``start``, if the caller has loaded it)."""
+        """The architecture: the preset's, or ``init_from``'s (``start``, if the caller has loaded it);
+        its ``lowpass``: the layer this run trains for (what encoders then use by default)."""
+        trained_for = [self.lowpass_block, self.lowpass_step] if self.lowpass_block else None
         if self.init_from is None:
-            return preset(self.preset, qualities=len(self.target_bpp))
+            config = preset(self.preset, qualities=len(self.target_bpp))
+            config.lowpass = trained_for
+            return config
         if start is None:
             start = load_model(model_folder(self.init_from)).config
         if getattr(start, "architecture", None) != ARCHITECTURE:
@@ -96,6 +118,7 @@ class TrainConfig(LoopConfig):
                 f"{self.init_from} has {config.qualities} qualities: give as many target_bpp values "
                 f"(got {len(self.target_bpp)})"
             )
+        config.lowpass = trained_for
         return config
 
 
@@ -120,8 +143,14 @@ class RippelTask:
         self.net: torch.nn.Module = self.model
         self.optimisers = {"ae": torch.optim.Adam(self.model.parameters(), lr=config.lr, foreach=True)}
         self.logged_optimiser = "ae"
-        self.distortion = get_criterion("ms_ssim", scale=config.distortion_scale)
-        self.controllers = [AcrController(target, config.acr_gain) for target in config.target_bpp]
+        self.ms_ssim_loss = get_criterion("ms_ssim", scale=config.distortion_scale)
+        self.colour_loss = (
+            get_criterion("colour", scale=config.distortion_scale * config.colour_weight, pool=config.colour_pool)
+            if config.colour_weight > 0.0 else None
+        )
+        self.controllers = [
+            AcrController(target, config.acr_gain, high=config.alpha_max) for target in config.target_bpp
+        ]
         self.discriminator: adversarial.MultiscaleDiscriminator | None = None
         if config.adversarial:
             self.discriminator = adversarial.MultiscaleDiscriminator(list(config.d_channels))
@@ -170,13 +199,17 @@ class RippelTask:
         quality = quality_for_step(self.config.seed, step, self.model.config.qualities)
         alpha = float(self.model.acr_alpha[quality])
         out = self.net(x, quality)
-        distortion = self.distortion(x, out["x_hat"])
+        x_hat = out["x_hat"]
+        if self.config.lowpass is not None:  # what the decoder shows once the layer is added
+            x_hat = correct_tensor(x, x_hat.clamp(0.0, 255.0), self.config.lowpass).clamp(0.0, 255.0)
+        ms_ssim_term = self.ms_ssim_loss(x, x_hat)
+        distortion = ms_ssim_term if self.colour_loss is None else ms_ssim_term + self.colour_loss(x, x_hat)
         penalty = codelength_penalty(out["q"])
         loss = distortion + alpha * penalty
         record: dict[str, float] = {}
         stepped = ["ae"]
         if self.discriminator is not None:
-            loss, record, stepped = self._adversarial(x, out["x_hat"], distortion, loss, step)
+            loss, record, stepped = self._adversarial(x, x_hat, distortion, loss, step)
         check_finite(loss, step)
         self.optimisers["ae"].zero_grad(set_to_none=True)
         loss.backward()
@@ -186,7 +219,7 @@ class RippelTask:
             self.model.acr_alpha[quality] = self.controllers[quality].update(alpha, bpp)
         return {
             "loss": float(loss.detach()), "distortion": float(distortion.detach()), "acr": float(penalty.detach()),
-            "ms_ssim": 1.0 - float(distortion.detach()) / self.config.distortion_scale,
+            "ms_ssim": 1.0 - float(ms_ssim_term.detach()) / self.config.distortion_scale,
             "bpp": bpp, f"bpp_q{quality + 1}": bpp, f"alpha_q{quality + 1}": alpha, **record,
         }, stepped
 
