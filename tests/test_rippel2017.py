@@ -223,6 +223,34 @@ def test_bit_exact_across_thread_counts(tiny_model_dir: Path) -> None:
     assert np.array_equal(outputs[0][1], outputs[1][1])
 
 
+def test_bit_exact_across_processes(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A file encoded in another process (one torch thread, fresh interpreter) has the bytes of one
+    encoded here, and each process decodes the other's file to the same pixels."""
+    import subprocess
+    import sys
+
+    pixels = smooth_image(96, 160, seed=8, noise=6.0)
+    np.save(tmp_path / "pixels.npy", pixels)
+    code = (
+        "import sys, numpy as np, torch; torch.set_num_threads(1)\n"
+        "from imgcomp.api import encode_image, decode_image\n"
+        "pixels = np.load(sys.argv[1]); data = encode_image(pixels, quality=2, model=sys.argv[2]).data\n"
+        "open(sys.argv[3], 'wb').write(data)\n"
+        "np.save(sys.argv[4], decode_image(open(sys.argv[5], 'rb').read(), model=sys.argv[2]))\n"
+    )
+    here = encode_image(pixels, quality=2, model=tiny_model_dir)
+    (tmp_path / "here.icz").write_bytes(here.data)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "pixels.npy"), str(tiny_model_dir), str(tmp_path / "there.icz"),
+         str(tmp_path / "decoded_there.npy"), str(tmp_path / "here.icz")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "there.icz").read_bytes() == here.data
+    decoded_here = decode_image(here.data, model=tiny_model_dir)
+    assert np.array_equal(np.load(tmp_path / "decoded_there.npy"), decoded_here)
+
+
 def test_payload_within_one_percent_of_the_estimate_on_a_real_sized_image(tiny_model_dir: Path) -> None:
     loaded = load_model(tiny_model_dir)
     pixels = smooth_image(384, 512, seed=7, noise=12.0)

@@ -81,9 +81,14 @@ def register_learned_codecs() -> list[str]:
     from imgcomp.codecs.registry import register_codec
     from imgcomp.zoo import DEFAULT_MODEL, shipped_models
 
+    from imgcomp.models.torch_free import CONFIG_FILE, read_model_config
+    from imgcomp.systems import get_system
+
     names = []
-    for model in shipped_models():
-        for steps in (0, DEFAULT_REFINE_STEPS):
+    for model, folder in shipped_models().items():
+        config, _, _ = read_model_config(folder / CONFIG_FILE)
+        refines = get_system(config.architecture).supports_refinement
+        for steps in (0, DEFAULT_REFINE_STEPS) if refines else (0,):
             name = codec_name(model, steps)
             register_codec(name, functools.partial(LearnedCodec, model, steps), replace=True)
             names.append(name)

@@ -62,6 +62,7 @@ class System(Protocol):
     readable_stream_versions: tuple[int, ...]
     citation: str
     config_class: type  # from_dict / to_dict; the config's ``architecture`` field is ``name``
+    supports_refinement: bool  # encode(refine_steps > 0) optimises the latent for the image
 
     def build(self, config: Any) -> Any:
         """An untrained network (``torch.nn.Module``) for ``config``."""

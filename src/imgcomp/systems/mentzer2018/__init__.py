@@ -27,6 +27,7 @@ class Mentzer2018:
         "Models for Deep Image Compression. CVPR 2018."
     )
     config_class = CodecConfig
+    supports_refinement = True
 
     def build(self, config: CodecConfig):
         from imgcomp.systems.mentzer2018.model import ConditionalProbabilityCodec

@@ -46,6 +46,10 @@ class Patel2019:
     def config_class(self) -> type:
         return _coding().config_class
 
+    @property
+    def supports_refinement(self) -> bool:
+        return _coding().supports_refinement
+
     def build(self, config: Any) -> Any:
         return _coding().build(config)
 

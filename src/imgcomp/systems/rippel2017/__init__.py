@@ -23,6 +23,7 @@ class Rippel2017:
     readable_stream_versions = (1,)
     citation = "O. Rippel, L. Bourdev. Real-Time Adaptive Image Compression. ICML 2017."
     config_class = RippelConfig
+    supports_refinement = False
 
     def build(self, config: RippelConfig):
         from imgcomp.systems.rippel2017.model import RippelCodec
