@@ -361,7 +361,7 @@ def test_every_shipped_model_round_trips_and_files_find_their_model() -> None:
     image = photo(40, 56, seed=5)
     for name in shipped_models():
         loaded = get_model(name)
-        assert name.split("/")[0] in ("mentzer2018", "patel2019") and get_model(name.replace("/", "-")) is loaded  # 0.5 alias
+        assert name.split("/")[0] in ("mentzer2018", "patel2019", "rippel2017") and get_model(name.replace("/", "-")) is loaded
         for quality in (1, loaded.system.qualities(loaded)):
             result = encode_image(image, quality=quality, model=loaded, keep_reconstruction=True)
             # the torch decoder repeats the encoder's arithmetic; the default numpy one is within a level

@@ -38,7 +38,7 @@ def test_shipped_models_are_named_by_system_with_0_5_aliases() -> None:
     from imgcomp.zoo import DEFAULT_MODEL, canonical_name, get_model, model_name, shipped_models
 
     assert DEFAULT_MODEL == "mentzer2018/cpu-colour-lp"
-    assert sorted(shipped_models()) == ["mentzer2018/cpu", "mentzer2018/cpu-colour", "mentzer2018/cpu-colour-lp", "patel2019/dpc"]
+    assert sorted(shipped_models()) == ["mentzer2018/cpu", "mentzer2018/cpu-colour", "mentzer2018/cpu-colour-lp", "patel2019/dpc", "rippel2017/cpu-lp"]
     assert canonical_name("mentzer2018-cpu-colour-lp") == DEFAULT_MODEL
     assert model_name(get_model()) == DEFAULT_MODEL and get_model().system.name == "mentzer2018"
 

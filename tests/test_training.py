@@ -245,7 +245,7 @@ def test_every_shipped_model_has_a_recipe_and_recipes_start_from_shipped_names()
     from imgcomp.systems import get_system
 
     described = " ".join(
-        recipe["description"] for system in ("mentzer2018", "patel2019") for recipe in get_system(system).recipes().RECIPES.values()
+        recipe["description"] for system in ("mentzer2018", "patel2019", "rippel2017") for recipe in get_system(system).recipes().RECIPES.values()
     )
     assert all(name in described for name in shipped_models())
     config = build_config("cpu-multirate-colour-lp", {"data": "."})

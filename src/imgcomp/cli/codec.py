@@ -155,8 +155,9 @@ def _run_all(
 
 
 def _lowpass_choice(block: int | None, step: int | None):
-    """``--lowpass-block`` / ``--lowpass-step`` -> ``encode_image``'s ``lowpass``: per-image search
-    when neither is given, none for block 0, else fixed settings (block 32, step 4 by default)."""
+    """``--lowpass-block`` / ``--lowpass-step`` -> ``encode_image``'s ``lowpass``: ``"auto"`` (the
+    model's system chooses) when neither is given, none for block 0, else fixed settings (block 32,
+    step 4 by default)."""
     from imgcomp.postfilter.lowpass import AUTO, DEFAULT_LOWPASS, LowpassSettings
 
     if block is None and step is None:
@@ -209,7 +210,7 @@ def encode_command(
     target_size: Optional[int] = typer.Option(None, "--target-size", help="Largest file not above this many bytes: the encoder picks the quality and low-pass settings by search (several encodes)."),
     target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="As --target-size, in bits per pixel of the whole file."),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Shipped model name or exported model folder."),
-    lowpass_block: Optional[int] = typer.Option(None, "--lowpass-block", help="Block size (16, 32 or 64 pixels) of the low-pass correction layer; 0 leaves it out (only what Mentzer et al. code). Default: block size and step chosen per image by rate-distortion search."),
+    lowpass_block: Optional[int] = typer.Option(None, "--lowpass-block", help="Block size (16, 32 or 64 pixels) of the low-pass correction layer; 0 leaves it out (only what the paper's system codes). Default: block size and step chosen per image by rate-distortion search (or, for a rippel2017 model trained for fixed settings, those)."),
     lowpass_step: Optional[int] = typer.Option(None, "--lowpass-step", help="Quantization step (1-16 levels) of the low-pass correction layer (default 4 when --lowpass-block is given)."),
     refine: int = typer.Option(0, "--refine", min=0, max=1000, help="Optimise each image's latent for the decoder in N gradient steps before coding (smaller, better files; each step costs about as much as decoding). 0: the encoder's latent, as published."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Encode this many files at once, in separate processes (same bytes as one at a time)."),
