@@ -28,6 +28,7 @@ import torch
 
 from imgcomp.errors import ImgcompError
 from imgcomp.models.export import export_model
+from imgcomp.postfilter.lowpass import LowpassSettings
 from imgcomp.training import distributed
 from imgcomp.training.batches import StepBatches, load_validation_images
 from imgcomp.training.checkpoint import (
@@ -103,6 +104,24 @@ def adopt_stored_config(config: Any, stored: dict[str, Any]) -> bool:
     if stored != config.to_dict():
         raise ImgcompError("checkpoint was trained with a different model configuration")
     return True
+
+
+def distortion_options(
+    crop: int, colour_weight: float, colour_pool: int, lowpass_block: int, lowpass_step: int
+) -> LowpassSettings | None:
+    """Checks the options both systems' distortions share (the colour anchor of
+    :func:`imgcomp.criteria.colour_anchor`, training for the low-pass layer); the layer's settings
+    (None: off)."""
+    if colour_weight < 0.0 or colour_pool < 1:
+        raise ImgcompError("colour_weight must be >= 0 and colour_pool >= 1")
+    if colour_pool > 1 and crop % colour_pool:
+        raise ImgcompError(f"crop {crop} is not a multiple of colour_pool {colour_pool}")
+    if not lowpass_block:
+        return None
+    settings = LowpassSettings(lowpass_block, lowpass_step)  # raises on bad values
+    if crop % lowpass_block:
+        raise ImgcompError(f"crop {crop} is not a multiple of lowpass_block {lowpass_block}")
+    return settings
 
 
 def check_finite(loss: torch.Tensor, step: int) -> None:

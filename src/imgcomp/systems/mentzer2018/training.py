@@ -31,7 +31,9 @@ from imgcomp.tensors import image_to_tensor, tensor_to_image
 from imgcomp.training import trainer as loop
 from imgcomp.training.batches import input_statistics
 from imgcomp.training.checkpoint import CHECKPOINT_FILE
-from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, adopt_stored_config, check_finite, choice_for_step
+from imgcomp.training.trainer import (
+    CONFIG_FILE, LoopConfig, adopt_stored_config, check_finite, choice_for_step, distortion_options,
+)
 from imgcomp.training.validation import RatePoint, bd_rates_vs_jpeg
 from imgcomp.zoo import model_folder
 
@@ -77,14 +79,7 @@ class TrainConfig(LoopConfig):
     def __post_init__(self) -> None:
         if self.rate_loss not in ("two_sided", "clip"):
             raise ImgcompError(f"rate_loss must be two_sided or clip, got {self.rate_loss!r}")
-        if self.colour_weight < 0.0 or self.colour_pool < 1:
-            raise ImgcompError("colour_weight must be >= 0 and colour_pool >= 1")
-        if self.colour_pool > 1 and self.crop % self.colour_pool:
-            raise ImgcompError(f"crop {self.crop} is not a multiple of colour_pool {self.colour_pool}")
-        if self.lowpass_block:
-            LowpassSettings(self.lowpass_block, self.lowpass_step)  # raises on bad values
-            if self.crop % self.lowpass_block:
-                raise ImgcompError(f"crop {self.crop} is not a multiple of lowpass_block {self.lowpass_block}")
+        distortion_options(self.crop, self.colour_weight, self.colour_pool, self.lowpass_block, self.lowpass_step)
         if self.criterion not in ("ms_ssim", "dpc", "dpl"):
             raise ImgcompError(f"criterion must be ms_ssim, dpc or dpl, got {self.criterion!r}")
         if self.lpips_net not in ("alex", "vgg"):
@@ -96,7 +91,7 @@ class TrainConfig(LoopConfig):
 
     @property
     def lowpass(self) -> LowpassSettings | None:
-        return LowpassSettings(self.lowpass_block, self.lowpass_step) if self.lowpass_block else None
+        return distortion_options(self.crop, self.colour_weight, self.colour_pool, self.lowpass_block, self.lowpass_step)
 
     def model_config(self, start: CodecConfig | None = None) -> CodecConfig:
         """The architecture to train; ``start`` is init_from's config if the caller has loaded it."""

@@ -40,7 +40,9 @@ from imgcomp.tensors import image_to_tensor
 from imgcomp.training import trainer as loop
 from imgcomp.training.batches import input_statistics
 from imgcomp.training.checkpoint import CHECKPOINT_FILE
-from imgcomp.training.trainer import CONFIG_FILE, LoopConfig, adopt_stored_config, check_finite, choice_for_step
+from imgcomp.training.trainer import (
+    CONFIG_FILE, LoopConfig, adopt_stored_config, check_finite, choice_for_step, distortion_options,
+)
 from imgcomp.zoo import model_folder
 
 __all__ = ["CONFIG_FILE", "RippelTask", "TrainConfig", "Trainer", "quality_for_step", "train"]
@@ -79,14 +81,9 @@ class TrainConfig(LoopConfig):
     def __post_init__(self) -> None:
         if not self.target_bpp or sorted(self.target_bpp) != list(self.target_bpp) or min(self.target_bpp) <= 0:
             raise ImgcompError("target_bpp needs positive, increasing values (one per quality)")
-        if self.alpha_max <= 0.0 or self.colour_weight < 0.0 or self.colour_pool < 1:
-            raise ImgcompError("alpha_max must be > 0, colour_weight >= 0 and colour_pool >= 1")
-        if self.colour_pool > 1 and self.crop % self.colour_pool:
-            raise ImgcompError(f"crop {self.crop} is not a multiple of colour_pool {self.colour_pool}")
-        if self.lowpass_block:
-            LowpassSettings(self.lowpass_block, self.lowpass_step)  # raises on bad values
-            if self.crop % self.lowpass_block:
-                raise ImgcompError(f"crop {self.crop} is not a multiple of lowpass_block {self.lowpass_block}")
+        if self.alpha_max <= 0.0:
+            raise ImgcompError("alpha_max must be > 0")
+        distortion_options(self.crop, self.colour_weight, self.colour_pool, self.lowpass_block, self.lowpass_step)
         if not 0.0 < self.count_decay <= 1.0:
             raise ImgcompError("count_decay must be in (0, 1]")
         if not 0.0 <= self.d_accuracy_low <= self.d_accuracy_high <= 1.0:
@@ -98,7 +95,7 @@ class TrainConfig(LoopConfig):
 
     @property
     def lowpass(self) -> LowpassSettings | None:
-        return LowpassSettings(self.lowpass_block, self.lowpass_step) if self.lowpass_block else None
+        return distortion_options(self.crop, self.colour_weight, self.colour_pool, self.lowpass_block, self.lowpass_step)
 
     def model_config(self, start: RippelConfig | None = None) -> RippelConfig:
         """The architecture: the preset's, or ``init_from``'s (``start``, if the caller has loaded it);
