@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import shutil
 import warnings
 from pathlib import Path
@@ -28,14 +27,13 @@ from imgcomp.postfilter.lowpass import (
     EXACT_FREQUENCY_BITS, LowpassSettings, decode_offsets, encode_offsets, exact_laplace_probabilities,
 )
 from imgcomp.systems.mentzer2018 import stream
-from imgcomp.zoo import get_model, shipped_models
+from imgcomp.zoo import coding_system, get_model, shipped_models
 
 ROOT = Path(__file__).parents[1]
 DEMO = ROOT / "src" / "imgcomp" / "assets" / "demo.png"
 RANGES = ROOT / "docs" / "results" / "integer-context"
 MENTZER_MODELS = [  # the shipped models coded by mentzer2018 (Patel et al.'s too), which have an integer P
-    name for name, folder in shipped_models().items()
-    if json.loads((folder / "config.json").read_text())["config"]["architecture"] == "mentzer2018"
+    name for name, folder in shipped_models().items() if coding_system(name, folder) == "mentzer2018"
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -49,12 +50,13 @@ def _classical_codecs(codecs: Optional[str], settings: list[str]) -> dict[str, O
     """``--codecs`` and ``--settings`` as {classical codec name: its settings or None (default)};
     learned codec names, unknown names and settings of a codec not asked for are refused."""
     from imgcomp.codecs import get_codec, parse_codec_names
+    from imgcomp.codecs.learned import LearnedCodec
     from imgcomp.errors import ImgcompError
     from imgcomp.eval.runner import parse_settings_option
 
     names = parse_codec_names(codecs) if codecs is not None else []
     for name in names:
-        if "system" in get_codec(name).parameters():
+        if isinstance(get_codec(name), LearnedCodec):
             raise ImgcompError(f"--codecs {name}: a learned codec; give learned models with --model/-m")
     chosen: dict[str, Optional[list]] = dict.fromkeys(names)
     for name, values in parse_settings_option(settings).items():
@@ -97,7 +99,7 @@ def bench_codec(
     from imgcomp.zoo import get_model, model_folder, model_name
 
     check_writable([out] if out else [], force)  # before any timing
-    names = [str(Path(name).expanduser()) if name.startswith("~") else name for name in model or []]
+    names = [os.path.expanduser(name) for name in model or []]
     folders = [model_folder(name).resolve() for name in names]  # unknown names fail here, before any loading
     for index, folder in enumerate(folders):
         if folder in folders[:index]:

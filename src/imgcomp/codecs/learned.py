@@ -79,15 +79,12 @@ def codec_name(model_name: str, refine_steps: int = 0) -> str:
 def register_learned_codecs() -> list[str]:
     """Register every shipped model (plain and refined) and the deprecated aliases."""
     from imgcomp.codecs.registry import register_codec
-    from imgcomp.zoo import DEFAULT_MODEL, shipped_models
-
-    from imgcomp.models.torch_free import CONFIG_FILE, read_model_config
     from imgcomp.systems import get_system
+    from imgcomp.zoo import DEFAULT_MODEL, coding_system, shipped_models
 
     names = []
     for model, folder in shipped_models().items():
-        config, _, _ = read_model_config(folder / CONFIG_FILE)
-        refines = get_system(config.architecture).supports_refinement
+        refines = get_system(coding_system(model, folder)).supports_refinement
         for steps in (0, DEFAULT_REFINE_STEPS) if refines else (0,):
             name = codec_name(model, steps)
             register_codec(name, functools.partial(LearnedCodec, model, steps), replace=True)

@@ -100,22 +100,20 @@ class TrainConfig(LoopConfig):
     def model_config(self, start: RippelConfig | None = None) -> RippelConfig:
         """The architecture: the preset's, or ``init_from``'s (``start``, if the caller has loaded it);
         its ``lowpass``: the layer this run trains for (what encoders then use by default)."""
-        trained_for = [self.lowpass_block, self.lowpass_step] if self.lowpass_block else None
         if self.init_from is None:
             config = preset(self.preset, qualities=len(self.target_bpp))
-            config.lowpass = trained_for
-            return config
-        if start is None:
-            start = load_model(model_folder(self.init_from)).config
-        if getattr(start, "architecture", None) != ARCHITECTURE:
-            raise ImgcompError(f"{self.init_from}: not a rippel2017 model")
-        config = RippelConfig.from_dict(start.to_dict())
-        if config.qualities != len(self.target_bpp):
-            raise ImgcompError(
-                f"{self.init_from} has {config.qualities} qualities: give as many target_bpp values "
-                f"(got {len(self.target_bpp)})"
-            )
-        config.lowpass = trained_for
+        else:
+            if start is None:
+                start = load_model(model_folder(self.init_from)).config
+            if getattr(start, "architecture", None) != ARCHITECTURE:
+                raise ImgcompError(f"{self.init_from}: not a rippel2017 model")
+            config = RippelConfig.from_dict(start.to_dict())
+            if config.qualities != len(self.target_bpp):
+                raise ImgcompError(
+                    f"{self.init_from} has {config.qualities} qualities: give as many target_bpp values "
+                    f"(got {len(self.target_bpp)})"
+                )
+        config.lowpass = [self.lowpass_block, self.lowpass_step] if self.lowpass_block else None
         return config
 
 
@@ -140,6 +138,7 @@ class RippelTask:
         self.net: torch.nn.Module = self.model
         self.optimisers = {"ae": torch.optim.Adam(self.model.parameters(), lr=config.lr, foreach=True)}
         self.logged_optimiser = "ae"
+        self.lowpass = config.lowpass
         self.ms_ssim_loss = get_criterion("ms_ssim", scale=config.distortion_scale)
         self.colour_loss = (
             get_criterion("colour", scale=config.distortion_scale * config.colour_weight, pool=config.colour_pool)
@@ -197,8 +196,8 @@ class RippelTask:
         alpha = float(self.model.acr_alpha[quality])
         out = self.net(x, quality)
         x_hat = out["x_hat"]
-        if self.config.lowpass is not None:  # what the decoder shows once the layer is added
-            x_hat = correct_tensor(x, x_hat.clamp(0.0, 255.0), self.config.lowpass).clamp(0.0, 255.0)
+        if self.lowpass is not None:  # what the decoder shows once the layer is added
+            x_hat = correct_tensor(x, x_hat.clamp(0.0, 255.0), self.lowpass).clamp(0.0, 255.0)
         ms_ssim_term = self.ms_ssim_loss(x, x_hat)
         distortion = ms_ssim_term if self.colour_loss is None else ms_ssim_term + self.colour_loss(x, x_hat)
         penalty = codelength_penalty(out["q"])
