@@ -17,7 +17,7 @@ from imgcomp.codecs import get_codec
 from imgcomp.models import export_model
 from imgcomp.systems import create_model
 from imgcomp.systems.mentzer2018.config import preset as mentzer_preset
-from imgcomp.systems.rippel2017 import bit_context, stream
+from imgcomp.systems.rippel2017 import stream
 from imgcomp.systems.rippel2017.config import preset as rippel_preset
 from imgcomp.systems.rippel2017.model import RippelCodec
 from synthetic_images import smooth_image
@@ -35,9 +35,7 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     torch.manual_seed(0)
     export_model(create_model(mentzer_preset("tiny")).eval(), root / "mentzer")
     rippel = RippelCodec(rippel_preset("tiny")).eval()
-    qualities = range(1, rippel.config.qualities + 1)
-    counts = sum(bit_context.count(rippel.config, stream.image_symbols(rippel, pixels, q)[None], q - 1) for q in qualities)
-    rippel.context_table.copy_(torch.from_numpy(bit_context.table_from_counts(rippel.config, counts)))
+    stream.count_table_on(rippel, pixels, range(1, rippel.config.qualities + 1))
     export_model(rippel, root / "rippel")
     return {"image": root / "image.png", "small": root / "small.png", "mentzer": root / "mentzer", "rippel": root / "rippel"}
 

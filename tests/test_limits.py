@@ -243,13 +243,12 @@ def test_fuzz_in_a_subprocess(model_dir: Path) -> None:
 
 def test_fuzz_a_rippel2017_model_in_a_subprocess(tmp_path: Path) -> None:
     """The same for Rippel & Bourdev's bitplane coder (a tiny model, its table counted on an image)."""
-    from imgcomp.systems.rippel2017 import bit_context, stream
+    from imgcomp.systems.rippel2017 import stream
     from imgcomp.systems.rippel2017.config import preset as rippel_preset
     from imgcomp.systems.rippel2017.model import RippelCodec
 
     torch.manual_seed(0)
     model = RippelCodec(rippel_preset("tiny")).eval()
     pixels = smooth_image(64, 96, seed=2, noise=10.0)
-    counts = sum(bit_context.count(model.config, stream.image_symbols(model, pixels, q)[None], q - 1) for q in (1, 2))
-    model.context_table.copy_(torch.from_numpy(bit_context.table_from_counts(model.config, counts)))
+    stream.count_table_on(model, pixels, (1, 2))
     _fuzz_in_a_subprocess(export_model(model, tmp_path / "rippel"), 2000)

@@ -175,8 +175,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(3)
     model = RippelCodec(preset("tiny")).eval()
     pixels = smooth_image(96, 128, seed=4)
-    counts = sum(bit_context.count(model.config, stream.image_symbols(model, pixels, q)[None], q - 1) for q in (1, 2))
-    model.context_table.copy_(torch.from_numpy(bit_context.table_from_counts(model.config, counts)))
+    stream.count_table_on(model, pixels, (1, 2))
     return export_model(model, tmp_path_factory.mktemp("rippel") / "model")
 
 
@@ -501,7 +500,7 @@ def test_training_for_the_lowpass_layer_and_encoding_with_its_settings(tmp_path:
         losses[block] = task.step(x, 0)[0]["distortion"]
         assert task.model.config.lowpass == ([16, 4] if block else None)
     assert losses[16] != pytest.approx(losses[0])
-    result = train(build_config(None, {**settings, "lowpass_block": 16, "lowpass_step": 3}), tmp_path / "run")
+    train(build_config(None, {**settings, "lowpass_block": 16, "lowpass_step": 3}), tmp_path / "run")
     model = tmp_path / "run" / "model"
     assert load_model(model).config.lowpass == [16, 3]
     alphas = load_model(model).model.acr_alpha.tolist()  # the rate far above target: alpha rose to its clamp

@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         model = RippelCodec(preset(args.preset)).eval().requires_grad_(False)
         model.encoder.to(memory_format=torch.channels_last)
         model.decoder.to(memory_format=torch.channels_last)
-        quality = args.quality or model.config.qualities
-        counts = bit_context.count(model.config, stream.image_symbols(model, pixels, quality)[None], quality - 1)
-        model.context_table.copy_(torch.from_numpy(bit_context.table_from_counts(model.config, counts)))
+        stream.count_table_on(model, pixels, [args.quality or model.config.qualities])
     result = measure(model, pixels, args.quality or model.config.qualities, args.repeats)
     result.update({"image": args.image, "model": args.model or f"random {args.preset} preset"})
     text = json.dumps(result, indent=2)

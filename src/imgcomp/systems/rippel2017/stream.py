@@ -47,6 +47,13 @@ def image_symbols(model, pixels: np.ndarray, quality: int) -> np.ndarray:
         return model.symbols(x, quality - 1)[0].numpy()
 
 
+def count_table_on(model, pixels: np.ndarray, qualities) -> None:
+    """Set ``model``'s coding table from the symbols of one (H, W, 3) image at ``qualities``
+    (1-based): a table for an untrained model (speed figures, tests); training counts its own."""
+    counts = sum(bit_context.count(model.config, image_symbols(model, pixels, q)[None], q - 1) for q in qualities)
+    model.context_table.copy_(torch.from_numpy(bit_context.table_from_counts(model.config, counts)))
+
+
 def reconstruct(model, symbols: np.ndarray, quality: int, height: int, width: int) -> np.ndarray:
     """The decoder's output for symbols (C, h, w), cropped to the image: (H, W, 3) uint8."""
     with torch.no_grad():
