@@ -2,7 +2,7 @@
 distortion and with Patel et al.'s DPC distortion on ST-LPIPS AlexNet and VGG-16: the k2/s2
 decoder initialised from mentzer2018/cpu-colour-lp, as recipe cpu-dpc trains it.
 
-    PYTHONPATH=src python scripts/patel2019_step_time.py --data /work/data/photos/train [--steps 6]
+    PYTHONPATH=src python scripts/patel2019_step_time.py --data data/train [--steps 6]
 
 Prints one JSON line per distortion (median over the steps after the first two).
 """

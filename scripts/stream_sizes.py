@@ -1,7 +1,8 @@
 """File sizes and coding times of mentzer2018 stream version 1 (float P) vs 2 (integer P).
 
 ``PYTHONPATH=src python scripts/stream_sizes.py [--model M] [--qualities 1,2,3,4,5] [IMAGES...]``
-(default images: demo.png and /work/data/photos/val-textured/*.png). Whole files as the API
+(default image: demo.png; e.g. ``src/imgcomp/assets/demo.png data/val-textured/*.png`` for the
+documented figures). Whole files as the API
 writes them: per image and quality, E and D run once; the symbols are coded in both stream
 versions, the low-pass layer is chosen once (from version 2's bits, as the API would; version 1's
 bits differ by ~0.05%, which could flip a close choice) and coded in each version's coding; the
@@ -12,7 +13,6 @@ and decodes them. Prints bytes per image and quality, then the totals per qualit
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import time
 from pathlib import Path
@@ -36,7 +36,7 @@ def main(argv=None) -> None:
     parser.add_argument("--check", action="store_true", help="also encode_image + decode every file (slow)")
     args = parser.parse_args(argv)
     loaded = get_model(args.model)
-    paths = args.images or [str(DEMO)] + sorted(glob.glob("/work/data/photos/val-textured/*.png"))
+    paths = args.images or [str(DEMO)]
     qualities = [int(q) for q in args.qualities.split(",")]
     if args.time:
         return timing(loaded, paths, qualities, args.time)

@@ -1,12 +1,12 @@
 """Build a model's integer-exact P file, ``context-int.safetensors``, reproducibly (imports torch).
 
-``python -m imgcomp.systems.mentzer2018.integer_context.build [--model M] [--ranges RANGES.json] [--out FILE]``
+``python -m imgcomp.systems.mentzer2018.integer_context.build [--model M] [--ranges RANGES.json] [--calibration-data DIR] [--out FILE]``
 
 The shipping bit widths (:data:`~.convert.DEFAULT_BITS`: 12-bit symbol inputs, 9-bit activations,
 per-layer weights up to 12 bits that keep every sum exact in float32) and activation ranges from
 ``--ranges`` (JSON written by an earlier run; committed for the shipped models in
 ``docs/results/integer-context/calibration-ranges-<model>.json``). Without the ranges file they
-are measured on 12 centre crops of /work/data/base/train (or scikit-image photos) at every quality
+are measured on 12 centre crops of the ``--calibration-data`` photos (or scikit-image's) at every quality
 and written to it. ``--out`` defaults to the model folder's ``context-int.safetensors``. The same
 model, ranges and bits give the same ``params_sha256`` on every machine (printed).
 
@@ -24,12 +24,12 @@ from imgcomp.systems.mentzer2018.integer_context.model import params_sha256, sav
 CONTEXT_FILE = "context-int.safetensors"
 
 
-def build_params(loaded, ranges_file: str | None = None):
+def build_params(loaded, ranges_file: str | None = None, calibration_data: str | None = None):
     """The integer P of a loaded model with the shipping bit widths."""
     from imgcomp.systems.mentzer2018.integer_context.convert import DEFAULT_BITS
     from imgcomp.systems.mentzer2018.integer_context.measure import build
 
-    return build(loaded, ranges_file, **DEFAULT_BITS)
+    return build(loaded, ranges_file, calibration_data, **DEFAULT_BITS)
 
 
 def build_for_folder(folder: str | Path, images: list, crop: int = 256) -> Path:
@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="shipped model name or model folder (default: the default model)")
     parser.add_argument("--ranges", help="activation ranges (JSON): read if it exists, else measured and written")
+    parser.add_argument("--calibration-data", help="folder of training photos to measure the ranges on (default: scikit-image's)")
     parser.add_argument("--out", help=f"output file (default: the model folder's {CONTEXT_FILE})")
     args = parser.parse_args(argv)
     loaded = get_model(args.model)
-    params = build_params(loaded, args.ranges)
+    params = build_params(loaded, args.ranges, args.calibration_data)
     params.meta["weights_sha256"] = loaded.weights_sha256  # informational: the loader warns if stale
     out = Path(args.out) if args.out else Path(loaded.path) / CONTEXT_FILE
     save(params, out)

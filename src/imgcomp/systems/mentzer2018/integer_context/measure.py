@@ -1,7 +1,7 @@
 """Measure the integer-exact P against the float P on real latents (imports torch).
 
 ``python -m imgcomp.systems.mentzer2018.integer_context.measure [--out FILE.safetensors] [IMAGES...]``: builds the
-integer model of the default shipped model (calibrated on training photos), then codes each image's
+integer model of the default shipped model (calibrated on ``--calibration-data`` photos), then codes each image's
 symbol volumes at every quality with both paths and prints ideal bits and real coded bytes.
 """
 
@@ -33,8 +33,9 @@ DEMO = Path(__file__).resolve().parents[3] / "assets" / "demo.png"  # src/imgcom
 SKIMAGE = ["astronaut", "chelsea", "coffee", "rocket"]
 
 
-def default_images() -> dict[str, np.ndarray]:
-    """demo.png, scikit-image photos, /work/data/photos/val-textured and /work/data/base/val."""
+def default_images(folders: list[str] | tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """demo.png, scikit-image photos and the PNG photos of ``folders`` (e.g. DATA/val-textured of
+    ``imgcomp data prepare``)."""
     images = {"demo": load_image(DEMO)}
     try:
         import skimage.data
@@ -43,7 +44,7 @@ def default_images() -> dict[str, np.ndarray]:
             images[f"skimage-{name}"] = np.ascontiguousarray(getattr(skimage.data, name)()[..., :3])
     except ImportError:
         pass
-    for folder in ("/work/data/photos/val-textured", "/work/data/base/val"):
+    for folder in folders:
         for path in sorted(glob.glob(f"{folder}/*.png")):
             images[f"{Path(folder).name}/{Path(path).stem}"] = load_image(path)
     return images
@@ -96,9 +97,10 @@ def crop_volumes(codec, images, crop: int = 256) -> list[torch.Tensor]:
     return volumes
 
 
-def calibration_volumes(codec, limit: int = 12, crop: int = 256) -> list[torch.Tensor]:
-    """Symbol volumes of training photos (centre crops) at every quality."""
-    paths = sorted(glob.glob("/work/data/base/train/*.png"))[:limit]
+def calibration_volumes(codec, data: str | None = None, limit: int = 12, crop: int = 256) -> list[torch.Tensor]:
+    """Symbol volumes of the first ``limit`` photos of the folder ``data`` (centre crops) at every
+    quality; scikit-image's photos without it."""
+    paths = sorted(glob.glob(f"{data}/*.png"))[:limit] if data else []
     volumes = crop_volumes(codec, (load_image(path) for path in paths), crop)
     if not volumes:  # no training photos here: scikit-image's
         import skimage.data
@@ -111,8 +113,9 @@ def calibration_volumes(codec, limit: int = 12, crop: int = 256) -> list[torch.T
     return volumes
 
 
-def build(loaded, ranges_file: str | None = None, **bits) -> IntegerContextParams:
-    """The integer P of a loaded model, calibrated on training photos (ranges cached in ``ranges_file``)."""
+def build(loaded, ranges_file: str | None = None, calibration_data: str | None = None, **bits) -> IntegerContextParams:
+    """The integer P of a loaded model, calibrated on the photos of ``calibration_data``
+    (:func:`calibration_volumes`; ranges cached in ``ranges_file``)."""
     import json
 
     codec = loaded.model
@@ -120,7 +123,7 @@ def build(loaded, ranges_file: str | None = None, **bits) -> IntegerContextParam
         with open(ranges_file) as f:
             ranges = json.load(f)
     else:
-        ranges = activation_ranges(codec.context_model, calibration_inputs(codec, calibration_volumes(codec)))
+        ranges = activation_ranges(codec.context_model, calibration_inputs(codec, calibration_volumes(codec, calibration_data)))
         if ranges_file:
             with open(ranges_file, "w") as f:
                 json.dump(ranges, f)
@@ -139,13 +142,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=0, help="at most this many images")
     parser.add_argument("--float32", action="store_true", help="per-layer weight widths that keep P exact in float32")
     parser.add_argument("--ranges", help="cache of the calibration's activation ranges (JSON)")
+    parser.add_argument("--calibration-data", help="folder of training photos to calibrate on (default: scikit-image's)")
+    parser.add_argument("--folder", action="append", default=[], help="also measure this folder's photos (repeatable)")
     args = parser.parse_args(argv)
     loaded = get_model(args.model)
-    params = build(loaded, args.ranges, weight_bits=args.weight_bits, activation_bits=args.activation_bits, input_bits=args.input_bits,
-                   float32=args.float32)
+    params = build(loaded, args.ranges, args.calibration_data, weight_bits=args.weight_bits, activation_bits=args.activation_bits,
+                   input_bits=args.input_bits, float32=args.float32)
     if args.out:
         save(params, args.out)
-    images = {Path(p).stem: load_image(p) for p in args.images} if args.images else default_images()
+    images = {Path(p).stem: load_image(p) for p in args.images} if args.images else default_images(args.folder)
     if args.limit:
         images = dict(list(images.items())[: args.limit])
     qualities = [int(q) for q in args.qualities.split(",")]
