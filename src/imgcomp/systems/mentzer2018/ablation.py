@@ -70,8 +70,6 @@ def coded_bytes(name: str, symbols: np.ndarray, L: int) -> tuple[int, float]:
 
 def ablation(images: dict[str, np.ndarray], qualities: list[int], integer_params=None) -> list[dict]:
     """One row per (image, quality): bytes of each model's payload, for the default shipped model."""
-    import torch
-
     from imgcomp import container
     from imgcomp.systems.mentzer2018.stream import latent_tiles
     from imgcomp.systems.mentzer2018.wavefront import WavefrontContextModel
