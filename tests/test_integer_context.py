@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import decimal
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from imgcomp.entropy.range_coder import SymbolDecoder, SymbolEncoder
 from imgcomp.systems.mentzer2018.integer_context import (
     TOTAL, IntegerWavefrontContextModel, exp_table, frequencies, load, reference_logits, save,
 )
-from imgcomp.systems.mentzer2018.integer_context.convert import activation_ranges, integer_context_from_float
+from imgcomp.systems.mentzer2018.integer_context.convert import integer_context_from_float
 from imgcomp.systems.mentzer2018.integer_context.crosscheck import CORETYPES, THREADS, run_child
 from imgcomp.systems.mentzer2018.integer_context.model import EXACT_LIMIT, FLOAT32_LIMIT, accumulator_bound, params_sha256
 from imgcomp.systems.mentzer2018.context_model import ContextModel3D

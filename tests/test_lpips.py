@@ -12,7 +12,6 @@ offline it skips those tests, except under CI=true, where a missing download fai
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess

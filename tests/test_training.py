@@ -238,7 +238,7 @@ def test_cli_errors() -> None:
 def test_every_shipped_model_has_a_recipe_and_recipes_start_from_shipped_names() -> None:
     """The default model's recipe fine-tunes a shipped model named by its name, which the trainer
     resolves to the package's folder; the recipe's architecture is the shipped model's."""
-    from imgcomp.systems.mentzer2018.recipes import RECIPES, build_config
+    from imgcomp.systems.mentzer2018.recipes import build_config
     from imgcomp.zoo import DEFAULT_MODEL, get_model, model_folder, shipped_models
 
     assert DEFAULT_MODEL in shipped_models()

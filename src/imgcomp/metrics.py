@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ms_ssim as _ms_ssim_5

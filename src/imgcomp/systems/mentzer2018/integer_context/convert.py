@@ -22,7 +22,6 @@ coder. The converter does not choose the dtype: :meth:`compute_dtype` does, from
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch

@@ -65,7 +65,6 @@ def _coder(mode: str, shape):
 def _encode(mode: str, folder: Path, symbols):
     """Payload bytes of ``symbols`` with the chosen path (range coder as the codec's)."""
     import constriction
-    import numpy as np
 
     global _folder
     _folder = folder
