@@ -450,3 +450,15 @@ def test_metric_cli_errors_are_one_line_exit_2(args, message, image_files, tmp_p
     out, err = capsys.readouterr()
     assert exit_info.value.code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_cache_dir_follows_the_imgcomp_cache_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """$IMGCOMP_LPIPS_DIR, else lpips/ in imgcomp's cache ($IMGCOMP_CACHE, else $XDG_CACHE_HOME/imgcomp)."""
+    monkeypatch.delenv("IMGCOMP_LPIPS_DIR", raising=False)
+    monkeypatch.setenv("IMGCOMP_CACHE", str(tmp_path / "c"))
+    assert L.cache_dir() == tmp_path / "c" / "lpips"
+    monkeypatch.delenv("IMGCOMP_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert L.cache_dir() == tmp_path / "x" / "imgcomp" / "lpips"
+    monkeypatch.setenv("IMGCOMP_LPIPS_DIR", str(tmp_path / "l"))
+    assert L.cache_dir() == tmp_path / "l"

@@ -347,3 +347,11 @@ def _register_optional_plugins() -> None:
         pillow_heif.register_heif_opener()
     except ImportError:  # pragma: no cover - optional at run time
         pass
+
+
+def cache_root() -> Path:
+    """imgcomp's cache folder: ``$IMGCOMP_CACHE``, else ``$XDG_CACHE_HOME/imgcomp``, else
+    ``~/.cache/imgcomp`` (fetched packages, LPIPS weights; each in a subfolder)."""
+    if os.environ.get("IMGCOMP_CACHE"):
+        return Path(os.environ["IMGCOMP_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imgcomp"

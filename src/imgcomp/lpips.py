@@ -49,7 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from imgcomp.errors import ImgcompError
-from imgcomp.io import file_sha256
+from imgcomp.io import cache_root, file_sha256
 
 NETS = ("alex", "vgg")
 VARIANTS = ("shift_tolerant", "original")
@@ -106,13 +106,12 @@ VENDORED_DIR = Path(__file__).parent / "weights" / "lpips"
 
 
 def cache_dir() -> Path:
-    """Where fetched weights live: ``$IMGCOMP_LPIPS_DIR``, else ``$XDG_CACHE_HOME/imgcomp/lpips``
-    (``~/.cache/imgcomp/lpips``)."""
+    """Where fetched weights live: ``$IMGCOMP_LPIPS_DIR``, else ``lpips`` in
+    :func:`imgcomp.io.cache_root` (``~/.cache/imgcomp/lpips``)."""
     explicit = os.environ.get("IMGCOMP_LPIPS_DIR")
     if explicit:
         return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "imgcomp" / "lpips"
+    return cache_root() / "lpips"
 
 
 def _weights_path(net: str, directory: Path | None = None) -> Path:

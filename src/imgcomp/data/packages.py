@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgcomp.io import file_sha256
+from imgcomp.io import cache_root, file_sha256
 from imgcomp.errors import ImgcompError
 
 # Command that downloads PKG's .deb into the current folder (the package name is appended).
@@ -51,10 +51,7 @@ Fetcher = Callable[[str], ExtractedPackage]
 
 def default_cache_dir() -> Path:
     """Where ``.deb`` files are kept unless ``--cache`` says otherwise."""
-    if os.environ.get("IMGCOMP_CACHE"):
-        return Path(os.environ["IMGCOMP_CACHE"]).expanduser() / "debs"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "imgcomp" / "debs"
+    return cache_root() / "debs"
 
 
 class PackageFetcher:
