@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from imgcomp.errors import ImgcompError
+from imgcomp.numpy_conv import to_pixels
 from imgcomp.systems.base import Decoded
 from imgcomp.systems.mentzer2018.config import CodecConfig
 from imgcomp.systems.mentzer2018.symbols import integer_coder, pull_symbols
-from imgcomp.systems.mentzer2018.synthesis_numpy import NumpySynthesis, to_pixels
+from imgcomp.systems.mentzer2018.synthesis_numpy import NumpySynthesis
 from imgcomp.systems.mentzer2018.tags import EXACT_STREAM_VERSION
 
 TORCH_FREE_STREAM_VERSIONS = (EXACT_STREAM_VERSION,)
