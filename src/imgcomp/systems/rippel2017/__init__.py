@@ -5,7 +5,8 @@ encoder with interscale alignment, decoder, per-quality quantiser; sec. 3.1, 3.2
 :mod:`.bitplanes` (B-bit quantisation, bitplane decomposition; sec. 3.2.1-3.2.2),
 :mod:`.bit_context` (exact, vectorised context coding of the bitplanes; sec. 3.2.3),
 :mod:`.acr` (adaptive codelength regularisation and its feedback on alpha; sec. 3.2.4),
-:mod:`.stream` (image <-> payload), :mod:`.training`, :mod:`.adversarial` (the multiscale
+:mod:`.stream` (image <-> payload; :mod:`.symbols`, the layout both decoders share),
+:mod:`.decoder_numpy` and :mod:`.synthesis_numpy` (decoding without torch), :mod:`.training`, :mod:`.adversarial` (the multiscale
 discriminator and its training scheme; sec. 4) and :mod:`.recipes`. The runtime modules import no
 training code.
 """
@@ -21,6 +22,7 @@ class Rippel2017:
     name = ARCHITECTURE
     stream_version = 1
     readable_stream_versions = (1,)
+    torch_free_stream_versions = (1,)  # decoded by numpy alone (.decoder_numpy)
     citation = "O. Rippel, L. Bourdev. Real-Time Adaptive Image Compression. ICML 2017."
     config_class = RippelConfig
     supports_refinement = False
@@ -59,7 +61,18 @@ class Rippel2017:
         """The low-pass section is coded with exact integer frequencies (coding version 2)."""
         return 2
 
+    def load_torch_free(self, folder, config, metadata, weights_sha256, state):
+        """The decoding model without torch (:class:`.decoder_numpy.NumpyModel`) from numpy weights."""
+        from imgcomp.systems.rippel2017 import decoder_numpy
+
+        return decoder_numpy.load(folder, config, metadata, weights_sha256, state)
+
     def decode(self, loaded, payload, width, height, quality, stream_version):
+        """Decode with the torch model or, for a :class:`.decoder_numpy.NumpyModel`, without torch."""
+        from imgcomp.systems.rippel2017 import decoder_numpy
+
+        if isinstance(loaded, decoder_numpy.NumpyModel):
+            return decoder_numpy.decode(loaded, payload, width, height, quality, stream_version)
         from imgcomp.systems.rippel2017 import stream
 
         return stream.decode(loaded, payload, width, height, quality, stream_version)

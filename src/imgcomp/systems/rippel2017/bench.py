@@ -18,6 +18,7 @@ import torch
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
 from imgcomp.io import load_image
 from imgcomp.systems.rippel2017 import bit_context, stream
+from imgcomp.systems.rippel2017.symbols import latent_shape
 from imgcomp.systems.rippel2017.config import preset
 from imgcomp.systems.rippel2017.model import RippelCodec
 
@@ -66,7 +67,7 @@ def measure(model: RippelCodec, pixels: np.ndarray, quality: int, repeats: int =
         return encoder.finish(), bits
 
     t_code, (payload, bits) = _best(code, repeats)
-    shape = stream.latent_shape(config, height, width)
+    shape = latent_shape(config, height, width)
     t_decode_bits, decoded = _best(lambda: bit_context.decode(config, table, shape, quality - 1, SymbolDecoder(payload)), repeats)
     assert np.array_equal(decoded, symbols)
     t_synth, _ = _best(lambda: stream.reconstruct(model, decoded, quality, height, width), repeats)

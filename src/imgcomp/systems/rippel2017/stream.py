@@ -6,8 +6,9 @@ quantiser of the requested quality, and code the symbols' bitplanes with the mod
 from the container. Decoding pulls the symbols back (exact integer contexts and table: the same
 symbols on any machine), runs the decoder and crops the padding.
 
-Stream version 1 is this layout. A change to the contexts, the coding order or the table's
-meaning needs a new stream version.
+Stream version 1 is this layout (:mod:`.symbols`, shared with the torch-free decoder
+:mod:`.decoder_numpy`). A change to the contexts, the coding order or the table's meaning needs a
+new stream version.
 """
 
 from __future__ import annotations
@@ -15,21 +16,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from imgcomp.entropy import SymbolDecoder, SymbolEncoder
+from imgcomp.entropy import SymbolEncoder
 from imgcomp.errors import ImgcompError
 from imgcomp.systems.base import Decoded, Encoded
 from imgcomp.systems.rippel2017 import bit_context
+from imgcomp.systems.rippel2017.symbols import check_version, pull_symbols
 from imgcomp.tensors import image_to_tensor, pad_to_multiple, tensor_to_image
-
-STREAM_VERSION = 1
-READABLE_STREAM_VERSIONS = (1,)
-
-
-def latent_shape(config, height: int, width: int) -> tuple[int, int, int]:
-    """(C, h, w) of an image's symbols (the padded image over the latent stride)."""
-    pad = config.pad_multiple
-    padded_h, padded_w = -(-height // pad) * pad, -(-width // pad) * pad
-    return config.latent_channels, padded_h // config.latent_stride, padded_w // config.latent_stride
 
 
 def table(loaded) -> bit_context.CodingTable:
@@ -61,16 +53,6 @@ def reconstruct(model, symbols: np.ndarray, quality: int, height: int, width: in
         return tensor_to_image(model.decode_features(y_hat)[:, :, :height, :width])
 
 
-def _check_version(stream_version: int | None) -> int:
-    if stream_version is None:
-        return STREAM_VERSION
-    if stream_version not in READABLE_STREAM_VERSIONS:
-        raise ImgcompError(
-            f"rippel2017 stream version {stream_version} is not known to this imgcomp (it reads "
-            f"{', '.join(map(str, READABLE_STREAM_VERSIONS))})")
-    return stream_version
-
-
 def encode(
     loaded, pixels: np.ndarray, quality: int, *, refine_steps: int = 0, objective_lowpass=None,
     stream_version: int | None = None,
@@ -78,7 +60,7 @@ def encode(
     """Code an image at ``quality`` (1-based)."""
     if refine_steps:
         raise ImgcompError("rippel2017 has no encoder-side latent refinement (refine_steps must be 0)")
-    stream_version = _check_version(stream_version)
+    stream_version = check_version(stream_version)
     height, width = pixels.shape[:2]
     model = loaded.model
     symbols = image_symbols(model, pixels, quality)
@@ -88,12 +70,11 @@ def encode(
 
 
 def decode_symbols(loaded, payload: bytes, width: int, height: int, quality: int) -> np.ndarray:
-    config = loaded.model.config
-    return bit_context.decode(config, table(loaded), latent_shape(config, height, width), quality - 1, SymbolDecoder(payload))
+    return pull_symbols(loaded.model.config, table(loaded), payload, width, height, quality)
 
 
 def decode(loaded, payload: bytes, width: int, height: int, quality: int, stream_version: int) -> Decoded:
     """Invert :func:`encode`."""
-    _check_version(stream_version)
+    check_version(stream_version)
     symbols = decode_symbols(loaded, payload, width, height, quality)
     return Decoded(reconstruct(loaded.model, symbols, quality, height, width), None)

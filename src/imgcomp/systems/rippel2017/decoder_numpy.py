@@ -1,0 +1,69 @@
+"""Decoding Rippel & Bourdev files without torch: numpy (+ constriction) only.
+
+The symbols come from :mod:`.bit_context` with the model's integer table, exactly as the torch
+decoder and the encoder get them on any machine; the decoder runs in numpy
+(:mod:`.synthesis_numpy`) from the same ``model.safetensors``. Its pixels may differ from the torch
+decoder's by a rounding step (docs/rippel2017.md states the measured figures). Every stream
+version this imgcomp reads (1) decodes this way; sharded GPU-job folders need torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgcomp.entropy.blas import single_threaded_blas
+from imgcomp.errors import ImgcompError
+from imgcomp.numpy_conv import to_pixels
+from imgcomp.systems.base import Decoded
+from imgcomp.systems.rippel2017.bit_context import CodingTable, table_size
+from imgcomp.systems.rippel2017.config import RippelConfig
+from imgcomp.systems.rippel2017.symbols import READABLE_STREAM_VERSIONS, check_version, pull_symbols
+from imgcomp.systems.rippel2017.synthesis_numpy import NumpySynthesis
+
+TORCH_FREE_STREAM_VERSIONS = READABLE_STREAM_VERSIONS
+
+
+@dataclass
+class NumpyModel:
+    """What decoding needs of a model, loaded without torch (the counterpart of
+    :class:`imgcomp.models.export.LoadedModel` for decoding only)."""
+
+    config: RippelConfig
+    synthesis: NumpySynthesis = field(repr=False)
+    table: CodingTable = field(repr=False)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+    path: Path | None = None
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    torch_free = True  # decoded by numpy alone (imgcomp.api picks numpy's low-pass upsampling too)
+
+    @property
+    def system(self):
+        from imgcomp.systems import get_system
+
+        return get_system(self.config.architecture)
+
+
+def load(folder: Path, config: RippelConfig, metadata: dict, weights_sha256: str, state: dict[str, np.ndarray]) -> NumpyModel:
+    """A :class:`NumpyModel` from a model folder's parsed config and its weights as numpy arrays."""
+    try:
+        synthesis = NumpySynthesis(state, config)
+        f0 = np.asarray(state["context_table"])
+    except KeyError as exc:
+        raise ImgcompError(f"{folder}: weights lack {exc.args[0]!r}: not a Rippel & Bourdev model of this config") from None
+    if f0.shape != (table_size(config),):
+        raise ImgcompError(f"{folder}: the bit-context table has {f0.size} entries, the config needs {table_size(config)}")
+    return NumpyModel(config, synthesis, CodingTable(f0), metadata, weights_sha256, folder)
+
+
+def decode(model: NumpyModel, payload: bytes, width: int, height: int, quality: int, stream_version: int) -> Decoded:
+    """Decode a payload to (H, W, 3) uint8 pixels (torch-free); ``quality`` 1-based."""
+    check_version(stream_version)
+    symbols = pull_symbols(model.config, model.table, payload, width, height, quality)
+    with single_threaded_blas():  # small products: a second BLAS thread lost 1.7x on 2 busy cores (docs/rippel2017.md)
+        image = model.synthesis(symbols, quality - 1)
+    return Decoded(to_pixels(image, height, width), None)
