@@ -9,9 +9,6 @@ of a stream version 2 file never import torch; files that need torch say so.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +27,10 @@ from imgcomp.systems.mentzer2018.model import ConditionalProbabilityCodec
 from imgcomp.systems.mentzer2018.symbols import integer_coder, pull_symbols
 from imgcomp.systems.mentzer2018.synthesis_numpy import NumpySynthesis, to_pixels
 from imgcomp.zoo import get_model, get_torch_free_model, model_folder
+from fresh_process import cli_decode, decompress_output
 
 ROOT = Path(__file__).parents[1]
 DEMO = ROOT / "src" / "imgcomp" / "assets" / "demo.png"
-SRC = str(ROOT / "src")
 
 
 def _random_codec(config) -> ConditionalProbabilityCodec:
@@ -130,27 +127,11 @@ def test_engines_that_cannot_decode_a_file_say_so(demo_file: bytes) -> None:
         api.decode_image(demo_file, engine="onnx")
 
 
-_NO_TORCH = """
-import sys
-from pathlib import Path
-import imgcomp
-image = imgcomp.decompress(Path(sys.argv[1]).read_bytes())
-print(image.size, "torch" in sys.modules)
-"""
-
-
 def test_decompress_and_the_cli_never_import_torch_for_a_stream_version_2_file(demo_file: bytes, tmp_path: Path) -> None:
     path = tmp_path / "x.icz"
     path.write_bytes(demo_file)
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-c", _NO_TORCH, str(path)], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split() == ["(190,", "128)", "False"]
-    cli = (
-        "import runpy, sys; sys.argv = ['imgcomp', 'decode', sys.argv[1], '-o', sys.argv[2], '--json'];"
-        "import atexit; atexit.register(lambda: print('TORCH', 'torch' in sys.modules, file=sys.stderr));"
-        "runpy.run_module('imgcomp', run_name='__main__')"
-    )
-    out = subprocess.run([sys.executable, "-c", cli, str(path), str(tmp_path / "x.png")], capture_output=True, text=True, env=env)
+    assert decompress_output(path) == ["(190,", "128)", "False"]
+    out = cli_decode(path, tmp_path / "x.png")
     assert out.returncode == 0, out.stderr
     assert "TORCH False" in out.stderr
     assert json.loads(out.stdout)["width"] == 190

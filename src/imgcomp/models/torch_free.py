@@ -1,8 +1,8 @@
 """Loading an exported model for decoding without torch (``model.safetensors`` as numpy arrays).
 
 A system that can decode some of its stream versions without torch says so with
-``torch_free_stream_versions`` and builds its decoding model with ``load_torch_free(folder, config,
-metadata, weights_sha256, state)``; :func:`load_torch_free_model` does the shared part (the folder,
+``torch_free_stream_versions`` and builds its decoding model (a :class:`TorchFreeModel`) with
+``load_torch_free(folder, config, metadata, weights_sha256, state)``; :func:`load_torch_free_model` does the shared part (the folder,
 the config, the weights, their SHA-256). Sharded folders of the GPU job load with torch only.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,23 @@ from imgcomp.systems import config_from_dict, get_system
 
 WEIGHTS_FILE = "model.safetensors"  # as imgcomp.models.export names them
 CONFIG_FILE = "config.json"
+
+
+@dataclass(kw_only=True)
+class TorchFreeModel:
+    """What a system's decoding model without torch holds beside its own parts (the counterpart of
+    :class:`imgcomp.models.export.LoadedModel` for decoding only); systems subclass it."""
+
+    config: Any
+    metadata: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+    path: Path | None = None
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    torch_free = True  # decoded by numpy alone (imgcomp.api picks numpy's low-pass upsampling too)
+
+    @property
+    def system(self) -> Any:
+        return get_system(self.config.architecture)
 
 
 def read_model_config(config_path: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:

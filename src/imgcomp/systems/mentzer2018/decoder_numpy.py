@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from imgcomp.errors import ImgcompError
+from imgcomp.models.torch_free import TorchFreeModel
 from imgcomp.numpy_conv import to_pixels
 from imgcomp.systems.base import Decoded
 from imgcomp.systems.mentzer2018.config import CodecConfig
@@ -26,25 +26,13 @@ from imgcomp.systems.mentzer2018.tags import EXACT_STREAM_VERSION
 TORCH_FREE_STREAM_VERSIONS = (EXACT_STREAM_VERSION,)
 
 
-@dataclass
-class NumpyModel:
-    """What decoding needs of a model, loaded without torch (the counterpart of
-    :class:`imgcomp.models.export.LoadedModel` for decoding only)."""
+@dataclass(kw_only=True)
+class NumpyModel(TorchFreeModel):
+    """What decoding needs of a model, loaded without torch."""
 
     config: CodecConfig
     synthesis: NumpySynthesis = field(repr=False)
     centers: np.ndarray  # (L,) float32: the quantizer's centres
-    metadata: dict[str, Any] = field(default_factory=dict)
-    weights_sha256: str = ""
-    path: Path | None = None
-    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
-    torch_free = True  # decoded by numpy alone (imgcomp.api picks numpy's low-pass upsampling too)
-
-    @property
-    def system(self):
-        from imgcomp.systems import get_system
-
-        return get_system(self.config.architecture)
 
     def zero_symbol(self) -> int:
         """Q(0): the nearest centre to 0 (the first of equals, as ``argmin`` in torch)."""
@@ -67,7 +55,8 @@ def load(folder: Path, config: CodecConfig, metadata: dict, weights_sha256: str,
         centers = np.asarray(state["quantizer.centers"], np.float32)
     except KeyError as exc:
         raise ImgcompError(f"{folder}: weights lack {exc.args[0]!r}: not a Mentzer et al. model") from None
-    return NumpyModel(config, synthesis, centers, metadata, weights_sha256, folder)
+    return NumpyModel(
+        config=config, synthesis=synthesis, centers=centers, metadata=metadata, weights_sha256=weights_sha256, path=folder)
 
 
 def decode(model: NumpyModel, payload: bytes, width: int, height: int, quality: int, stream_version: int) -> Decoded:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from imgcomp.entropy.blas import single_threaded_blas
 from imgcomp.errors import ImgcompError
+from imgcomp.models.torch_free import TorchFreeModel
 from imgcomp.numpy_conv import to_pixels
 from imgcomp.systems.base import Decoded
 from imgcomp.systems.rippel2017.bit_context import CodingTable, table_size
@@ -27,25 +27,13 @@ from imgcomp.systems.rippel2017.synthesis_numpy import NumpySynthesis
 TORCH_FREE_STREAM_VERSIONS = READABLE_STREAM_VERSIONS
 
 
-@dataclass
-class NumpyModel:
-    """What decoding needs of a model, loaded without torch (the counterpart of
-    :class:`imgcomp.models.export.LoadedModel` for decoding only)."""
+@dataclass(kw_only=True)
+class NumpyModel(TorchFreeModel):
+    """What decoding needs of a model, loaded without torch."""
 
     config: RippelConfig
     synthesis: NumpySynthesis = field(repr=False)
     table: CodingTable = field(repr=False)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    weights_sha256: str = ""
-    path: Path | None = None
-    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
-    torch_free = True  # decoded by numpy alone (imgcomp.api picks numpy's low-pass upsampling too)
-
-    @property
-    def system(self):
-        from imgcomp.systems import get_system
-
-        return get_system(self.config.architecture)
 
 
 def load(folder: Path, config: RippelConfig, metadata: dict, weights_sha256: str, state: dict[str, np.ndarray]) -> NumpyModel:
@@ -57,7 +45,9 @@ def load(folder: Path, config: RippelConfig, metadata: dict, weights_sha256: str
         raise ImgcompError(f"{folder}: weights lack {exc.args[0]!r}: not a Rippel & Bourdev model of this config") from None
     if f0.shape != (table_size(config),):
         raise ImgcompError(f"{folder}: the bit-context table has {f0.size} entries, the config needs {table_size(config)}")
-    return NumpyModel(config, synthesis, CodingTable(f0), metadata, weights_sha256, folder)
+    return NumpyModel(
+        config=config, synthesis=synthesis, table=CodingTable(f0), metadata=metadata, weights_sha256=weights_sha256,
+        path=folder)
 
 
 def decode(model: NumpyModel, payload: bytes, width: int, height: int, quality: int, stream_version: int) -> Decoded:
