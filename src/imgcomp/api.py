@@ -285,10 +285,11 @@ def decode_image(
     """Decompress to an (H, W, 3) uint8 array; ``max_pixels`` overrides the pixel limit
     (:mod:`imgcomp.limits`).
 
-    ``engine``: ``"numpy"`` decodes without importing torch (exact integer P, numpy synthesis;
-    stream version 2 files of a model folder with ``model.safetensors``), ``"torch"`` with the torch
-    model (every file; the cross-check), ``"auto"`` (default) the first where possible. The symbols
-    are the same either way; pixels may differ by a rounding step (docs/format.md)."""
+    ``engine``: ``"numpy"`` decodes without importing torch (exact integer symbols, numpy synthesis;
+    files of a system's ``torch_free_stream_versions``: mentzer2018 stream version 2, rippel2017,
+    of a model folder with ``model.safetensors``), ``"torch"`` with the torch model (every file; the
+    cross-check), ``"auto"`` (default) the first where possible. The symbols are the same either
+    way; pixels may differ by a rounding step (docs/format.md, docs/rippel2017.md)."""
     header, sections = _parse(data)
     loaded = _decoding_model(header, model, engine)
     limits.check_image("decode", header.width, header.height, max_pixels)

@@ -122,12 +122,20 @@ def strided_block_conv(weight: np.ndarray, bias: np.ndarray) -> BlockConv:
     return BlockConv(factor, np.ascontiguousarray(mat, np.float32), np.asarray(bias, np.float32))
 
 
-def block_upsample(grid: Grid, conv: BlockConv) -> np.ndarray:
-    """The transposed convolution of ``grid`` (bias included) as an (H, f, W, f, C_out) view: assign
-    or add it to ``target.interior().reshape(H, f, W, f, C_out)`` of an (f H, f W) grid."""
+def leaky_relu_(x: np.ndarray, slope: float) -> np.ndarray:
+    """``x if x > 0 else slope * x`` in place (as ``max(x, slope x)``, exact for 0 <= slope < 1)."""
+    return np.maximum(x, x * np.float32(slope), out=x)
+
+
+def block_upsample(grid: Grid, conv: BlockConv, negative_slope: float | None = None) -> np.ndarray:
+    """The transposed convolution of ``grid`` (bias included; then a leaky ReLU of
+    ``negative_slope`` if given) as an (H, f, W, f, C_out) view: assign or add it to
+    ``target.interior().reshape(H, f, W, f, C_out)`` of an (f H, f W) grid."""
     f = conv.factor
     out = np.matmul(grid.result_view(), conv.weight)
     out += conv.bias
+    if negative_slope is not None:
+        leaky_relu_(out, negative_slope)
     return out.reshape(grid.height, grid.stride, f, f, -1)[:, : grid.width].transpose(0, 2, 1, 3, 4)
 
 

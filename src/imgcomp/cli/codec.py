@@ -269,7 +269,7 @@ def decode_command(
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Decode this many files at once, in separate processes."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per file (on stderr when the image goes to standard output)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse images larger than this many pixels (default 67108864 = 8192x8192, or IMGCOMP_MAX_PIXELS); bounds memory, see docs/usage.md."),
-    engine: str = typer.Option("auto", "--engine", help="auto: without torch where the file allows (stream version 2), else torch; numpy: without torch or fail; torch: the torch model (every file; the cross-check). Same symbols either way; pixels may differ by one level."),
+    engine: str = typer.Option("auto", "--engine", help="auto: without torch where the file allows (mentzer2018 stream version 2, rippel2017), else torch; numpy: without torch or fail; torch: the torch model (every file; the cross-check). Same symbols either way; pixels may differ by one level."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Decompress .icz files to PNG (or any format by --format or the output's suffix)."""

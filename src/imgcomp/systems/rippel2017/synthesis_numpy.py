@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from imgcomp.numpy_conv import (
-    BlockConv, Grid, TapConv, block_downsample, block_upsample, conv3x3, conv_into, convolve, strided_block_conv,
-    transposed_block_conv,
+    BlockConv, Grid, TapConv, block_downsample, block_upsample, conv3x3, conv_into, convolve, leaky_relu_,
+    strided_block_conv, transposed_block_conv,
 )
 from imgcomp.systems.rippel2017.config import RippelConfig
 
@@ -37,8 +37,7 @@ SLOPE = 0.2  # as model.SLOPE
 
 
 def _lrelu_(x: np.ndarray) -> None:
-    """Leaky ReLU(0.2) in place (``max(x, 0.2 x)`` is torch's ``x if x > 0 else 0.2 x`` for a slope < 1)."""
-    np.maximum(x, x * np.float32(SLOPE), out=x)
+    leaky_relu_(x, SLOPE)
 
 
 def _conv(state: dict[str, np.ndarray], name: str) -> TapConv:
@@ -130,8 +129,7 @@ class NumpySynthesis:
     @staticmethod
     def _upsampled(source: Grid, conv: BlockConv, size: tuple[int, int], add_to: Grid | None) -> Grid:
         """``lrelu(conv(source))`` (transposed, kernel = stride) as a new grid of ``size``, or added to ``add_to``."""
-        blocks = block_upsample(source, conv)
-        _lrelu_(blocks)
+        blocks = block_upsample(source, conv, SLOPE)
         target = add_to if add_to is not None else Grid(*size, blocks.shape[-1])
         view = target.interior().reshape(source.height, conv.factor, source.width, conv.factor, -1)
         if add_to is None:
