@@ -6,9 +6,9 @@ encoder with interscale alignment, decoder, per-quality quantiser; sec. 3.1, 3.2
 :mod:`.bit_context` (exact, vectorised context coding of the bitplanes; sec. 3.2.3),
 :mod:`.acr` (adaptive codelength regularisation and its feedback on alpha; sec. 3.2.4),
 :mod:`.stream` (image <-> payload; :mod:`.symbols`, the layout both decoders share),
-:mod:`.decoder_numpy` and :mod:`.synthesis_numpy` (decoding without torch), :mod:`.training`, :mod:`.adversarial` (the multiscale
-discriminator and its training scheme; sec. 4) and :mod:`.recipes`. The runtime modules import no
-training code.
+:mod:`.decoder_numpy` and :mod:`.synthesis_numpy` (decoding without torch), :mod:`.training`,
+:mod:`.adversarial` (the multiscale discriminator and its training scheme; sec. 4) and
+:mod:`.recipes`. The runtime modules import no training code.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Speed of a Rippel & Bourdev model on one image: ``python -m imgcomp.systems.rippel2017.bench``.
 
 Prints and writes JSON: encode and decode seconds (best of ``--repeats``; network and coder
-separately), payload bytes and the table's estimate. Without ``--model``, a randomly initialised
+separately; the decoder network with torch and in numpy, :mod:`.synthesis_numpy`), payload bytes and the table's estimate. Without ``--model``, a randomly initialised
 model of ``--preset`` whose table is counted on the image itself (speed figures only: such a
 model's files say nothing about compression)."""
 
@@ -17,10 +17,11 @@ import torch
 
 from imgcomp.entropy import SymbolDecoder, SymbolEncoder
 from imgcomp.io import load_image
-from imgcomp.systems.rippel2017 import bit_context, stream
-from imgcomp.systems.rippel2017.symbols import latent_shape
+from imgcomp.systems.rippel2017 import bit_context, decoder_numpy, stream
 from imgcomp.systems.rippel2017.config import preset
 from imgcomp.systems.rippel2017.model import RippelCodec
+from imgcomp.systems.rippel2017.symbols import latent_shape
+from imgcomp.systems.rippel2017.synthesis_numpy import NumpySynthesis
 
 
 def _best(function, repeats: int) -> tuple[float, object]:
@@ -71,10 +72,13 @@ def measure(model: RippelCodec, pixels: np.ndarray, quality: int, repeats: int =
     t_decode_bits, decoded = _best(lambda: bit_context.decode(config, table, shape, quality - 1, SymbolDecoder(payload)), repeats)
     assert np.array_equal(decoded, symbols)
     t_synth, _ = _best(lambda: stream.reconstruct(model, decoded, quality, height, width), repeats)
+    synthesis = NumpySynthesis({k: v.detach().numpy() for k, v in model.state_dict().items()}, config)
+    t_numpy, _ = _best(lambda: decoder_numpy.reconstruct(synthesis, decoded, quality, height, width), repeats)
     return {
         "width": width, "height": height, "quality": quality, "threads": torch.get_num_threads(),
         "encode_network_s": t_net, "encode_coder_s": t_code, "encode_s": t_net + t_code,
         "decode_coder_s": t_decode_bits, "decode_network_s": t_synth, "decode_s": t_decode_bits + t_synth,
+        "decode_network_numpy_s": t_numpy, "decode_numpy_s": t_decode_bits + t_numpy,
         "multiply_adds": multiply_adds(model, height, width),
         "payload_bytes": len(payload), "estimated_bytes": bits / 8, "binary_decisions": int(symbols.size * config.bits),
     }

@@ -54,6 +54,11 @@ def decode(model: NumpyModel, payload: bytes, width: int, height: int, quality: 
     """Decode a payload to (H, W, 3) uint8 pixels (torch-free); ``quality`` 1-based."""
     check_version(stream_version)
     symbols = pull_symbols(model.config, model.table, payload, width, height, quality)
+    return Decoded(reconstruct(model.synthesis, symbols, quality, height, width), None)
+
+
+def reconstruct(synthesis: NumpySynthesis, symbols: np.ndarray, quality: int, height: int, width: int) -> np.ndarray:
+    """The decoder's output for symbols (C, h, w) at ``quality`` (1-based), cropped to the image:
+    (H, W, 3) uint8 (:func:`.stream.reconstruct` without torch)."""
     with single_threaded_blas():  # small products: a second BLAS thread lost 1.7x on 2 busy cores (docs/rippel2017.md)
-        image = model.synthesis(symbols, quality - 1)
-    return Decoded(to_pixels(image, height, width), None)
+        return to_pixels(synthesis(symbols, quality - 1), height, width)
