@@ -129,6 +129,14 @@ def test_a_model_folder_decodes_without_torch_and_is_checked(tmp_path: Path) -> 
             assert "corrupt" in str(exc)
     with pytest.raises(ImgcompError, match="stream version 7"):
         light.system.decode(light, result.data, 100, 70, 2, 7)
+    document = json.loads((folder / "config.json").read_text())
+    for field, value in (("align_channels", 16), ("decoder_first_branch", 1), ("latent_channels", 8)):
+        broken = tmp_path / field
+        broken.mkdir()
+        (broken / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+        (broken / "config.json").write_text(json.dumps({**document, "config": {**document["config"], field: value}}))
+        with pytest.raises(ImgcompError, match="config needs|weights lack"):
+            get_torch_free_model(broken)
 
 
 def test_decompress_and_the_cli_never_import_torch_for_a_rippel2017_file(rippel_file: bytes, tmp_path: Path) -> None:

@@ -43,6 +43,8 @@ def load(folder: Path, config: RippelConfig, metadata: dict, weights_sha256: str
         f0 = np.asarray(state["context_table"])
     except KeyError as exc:
         raise ImgcompError(f"{folder}: weights lack {exc.args[0]!r}: not a Rippel & Bourdev model of this config") from None
+    except ImgcompError as exc:
+        raise ImgcompError(f"{folder}: {exc}") from None
     if f0.shape != (table_size(config),):
         raise ImgcompError(f"{folder}: the bit-context table has {f0.size} entries, the config needs {table_size(config)}")
     return NumpyModel(

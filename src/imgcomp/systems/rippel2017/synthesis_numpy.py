@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgcomp.errors import ImgcompError
 from imgcomp.numpy_conv import (
     BlockConv, Grid, TapConv, block_downsample, block_upsample, conv3x3, conv_into, convolve, leaky_relu_,
     strided_block_conv, transposed_block_conv,
@@ -36,12 +37,17 @@ from imgcomp.systems.rippel2017.config import RippelConfig
 SLOPE = 0.2  # as model.SLOPE
 
 
-def _lrelu_(x: np.ndarray) -> None:
-    leaky_relu_(x, SLOPE)
+def _parameters(state: dict[str, np.ndarray], name: str, shape: tuple[int, ...], transposed: bool = False):
+    """(weight, bias) of layer ``name``, whose weight must have ``shape``: (C_out, C_in, k, k), or
+    (C_in, C_out, k, k) ``transposed`` (a KeyError if it is missing)."""
+    weight, bias = state[f"{name}.weight"], state[f"{name}.bias"]
+    if weight.shape != shape or bias.shape != (shape[1] if transposed else shape[0],):
+        raise ImgcompError(f"weights of {name} have shape {weight.shape}, its config needs {shape}")
+    return weight, bias
 
 
-def _conv(state: dict[str, np.ndarray], name: str) -> TapConv:
-    return conv3x3(state[f"{name}.weight"], state[f"{name}.bias"])
+def _conv(state: dict[str, np.ndarray], name: str, cin: int, cout: int) -> TapConv:
+    return conv3x3(*_parameters(state, name, (cout, cin, 3, 3)))
 
 
 class NumpySynthesis:
@@ -51,28 +57,31 @@ class NumpySynthesis:
 
     def __init__(self, state: dict[str, np.ndarray], config: RippelConfig) -> None:
         self.config = config
-        t = config.target_scale
+        t, ch, align = config.target_scale, config.scale_channels, config.align_channels
         self.log2_step = np.asarray(state["log2_step"], np.float32)  # (qualities, C)
         if self.log2_step.shape != (config.qualities, config.latent_channels):
-            raise KeyError("log2_step")
-        self.inp = _conv(state, "decoder.inp")
-        self.mix = [_conv(state, f"decoder.mix.{i}") for i in range(config.align_layers)]
+            raise ImgcompError(f"weights' log2_step has shape {self.log2_step.shape}, its config needs "
+                               f"{(config.qualities, config.latent_channels)}")
+        self.inp = _conv(state, "decoder.inp", config.latent_channels, align)
+        self.mix = [_conv(state, f"decoder.mix.{i}", align, align) for i in range(config.align_layers)]
         self.branch: dict[int, TapConv | BlockConv] = {}
         for index, m in enumerate(range(config.decoder_first_branch, config.scales)):
-            weight, bias = state[f"decoder.branch.{index}.weight"], state[f"decoder.branch.{index}.bias"]
+            name, f = f"decoder.branch.{index}", 2 ** abs(m - t)
             if m == t:
-                self.branch[m] = conv3x3(weight, bias)
+                self.branch[m] = _conv(state, name, align, ch[m])
             elif m < t:
-                self.branch[m] = transposed_block_conv(weight, bias)
+                self.branch[m] = transposed_block_conv(*_parameters(state, name, (align, ch[m], f, f), transposed=True))
             else:
-                self.branch[m] = strided_block_conv(weight, bias)
-        layers = config.decoder_layers
-        self.extract = [[_conv(state, f"decoder.extract.{m}.{i}") for i in range(layers[m])] for m in range(config.scales)]
+                self.branch[m] = strided_block_conv(*_parameters(state, name, (ch[m], align, f, f)))
+        self.extract = [
+            [_conv(state, f"decoder.extract.{m}.{i}", ch[m], ch[m]) for i in range(config.decoder_layers[m])]
+            for m in range(config.scales)
+        ]
         self.up = [
-            transposed_block_conv(state[f"decoder.up.{m}.weight"], state[f"decoder.up.{m}.bias"])
+            transposed_block_conv(*_parameters(state, f"decoder.up.{m}", (ch[m + 1], ch[m], 2, 2), transposed=True))
             for m in range(config.scales - 1)
         ]
-        self.out = _conv(state, "decoder.out")
+        self.out = _conv(state, "decoder.out", ch[0], 3)
         self.mean = np.asarray(config.input_mean, np.float32)
         self.std = np.asarray(config.input_std, np.float32)
 
@@ -111,7 +120,7 @@ class NumpySynthesis:
     def _conv_act(self, grid: Grid, conv: TapConv) -> Grid:
         result = Grid(grid.height, grid.width, conv.out_channels)
         conv_into(grid, conv, result, np.empty((grid.positions, conv.out_channels), np.float32))
-        _lrelu_(result.data)
+        leaky_relu_(result.data, SLOPE)
         return result
 
     def _branch(self, x: Grid, m: int, size: tuple[int, int]) -> Grid:
@@ -123,7 +132,7 @@ class NumpySynthesis:
             return self._upsampled(x, conv, size, add_to=None)
         level = Grid(*size, conv.weight.shape[1])
         level.interior()[...] = block_downsample(x, conv)
-        _lrelu_(level.data)
+        leaky_relu_(level.data, SLOPE)
         return level
 
     @staticmethod
