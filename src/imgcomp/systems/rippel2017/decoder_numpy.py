@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcomp.entropy.blas import single_threaded_blas
 from imgcomp.errors import ImgcompError
 from imgcomp.models.torch_free import TorchFreeModel
 from imgcomp.numpy_conv import to_pixels
@@ -62,5 +61,4 @@ def decode(model: NumpyModel, payload: bytes, width: int, height: int, quality: 
 def reconstruct(synthesis: NumpySynthesis, symbols: np.ndarray, quality: int, height: int, width: int) -> np.ndarray:
     """The decoder's output for symbols (C, h, w) at ``quality`` (1-based), cropped to the image:
     (H, W, 3) uint8 (:func:`.stream.reconstruct` without torch)."""
-    with single_threaded_blas():  # small products: a second BLAS thread lost 1.7x on 2 busy cores (docs/rippel2017.md)
-        return to_pixels(synthesis(symbols, quality - 1), height, width)
+    return to_pixels(synthesis(symbols, quality - 1), height, width)  # BLAS's own threads, as Mentzer's D (docs/rippel2017.md)
