@@ -257,6 +257,20 @@ def test_every_shipped_model_has_a_recipe_and_recipes_start_from_shipped_names()
         model_folder("no-such-model")
 
 
+def test_target_bpp_scales_a_recipes_per_head_targets() -> None:
+    """--target-bpp on a recipe with per-head targets moves the highest to it, the others in
+    proportion (it used to be ignored); explicit per-head targets win."""
+    from imgcomp.systems.mentzer2018.recipes import RECIPES, build_config
+
+    recipe = RECIPES["cpu-multirate-colour-lp"]["settings"]["head_target_bpp"]
+    config = build_config("cpu-multirate-colour-lp", {"data": ".", "target_bpp": 1.6})
+    assert config.head_targets(5) == pytest.approx([1.6 * t / recipe[-1] for t in recipe])
+    assert config.head_targets(5)[-1] == pytest.approx(1.6)
+    assert build_config("cpu-multirate-colour-lp", {"data": "."}).head_targets(5) == recipe
+    explicit = [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert build_config("cpu-multirate-colour-lp", {"data": ".", "target_bpp": 1.6, "head_target_bpp": explicit}).head_targets(5) == explicit
+
+
 def test_cli_resume_of_a_run_from_before_the_rate_gradient_keeps_its_training(data: Path, tmp_path: Path) -> None:
     """A run folder whose train_config.json predates ``rate_through_context`` resumes without it."""
     from imgcomp.cli import _register_commands, app

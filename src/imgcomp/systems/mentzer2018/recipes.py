@@ -62,7 +62,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def build_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    """A recipe's settings with command-line overrides on top; ``data`` is required."""
+    """A recipe's settings with command-line overrides on top; ``data`` is required. A
+    ``target_bpp`` override of a recipe with per-head targets scales them so that the highest is
+    that number (the heads keep their ratios)."""
     settings = recipe_settings(RECIPES, recipe)
+    top = overrides.get("target_bpp")
+    heads = settings.get("head_target_bpp")
+    if top is not None and heads and "head_target_bpp" not in overrides:
+        overrides = {**overrides, "head_target_bpp": [top * value / heads[-1] for value in heads]}
     settings.update(overrides)
     return training_config(TrainConfig, settings)
