@@ -15,7 +15,7 @@ from imgcomp import container
 from imgcomp.api import encode_image
 from imgcomp.errors import ImgcompError
 from imgcomp.fileinfo import describe
-from imgcomp.zoo import canonical_name
+from imgcomp.zoo import DEFAULT_MODEL, canonical_name
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 FILES = json.loads((GOLDEN / "golden.json").read_text())["files"]
@@ -46,7 +46,7 @@ def test_released_files_are_described(row: dict) -> None:
 def test_v4_file_sections_and_bpp(v4_file: bytes) -> None:
     info = describe(v4_file)
     _, sections = container.unpack(v4_file)
-    assert info["format_version"] == 4 and info["model"] == "mentzer2018/cpu-colour-lp" and info["quality"] == 2
+    assert info["format_version"] == 4 and info["model"] == DEFAULT_MODEL and info["quality"] == 2
     assert [(s["kind"], s["bytes"]) for s in info["sections"]] == [(k, len(v)) for k, v in sections.items()]
     assert info["header_bytes"] == container.header_bytes(v4_file)
     payload = sum(len(v) for v in sections.values())
@@ -75,7 +75,7 @@ def test_command_line_text_json_and_errors(v4_file: bytes, tmp_path: Path) -> No
     released = GOLDEN / FILES[0]["file"]
     text = run("info", str(good))
     assert text.returncode == 0, text.stderr
-    assert b"container version 4" in text.stdout and b"mentzer2018/cpu-colour-lp, quality 2" in text.stdout
+    assert b"container version 4" in text.stdout and f"{DEFAULT_MODEL}, quality 2".encode() in text.stdout
     many = run("info", "--json", str(good), str(released))
     assert many.returncode == 0, many.stderr
     records = [json.loads(line) for line in many.stdout.splitlines()]

@@ -26,7 +26,7 @@ from imgcomp.systems.mentzer2018.decoder_numpy import NumpyModel
 from imgcomp.systems.mentzer2018.model import ConditionalProbabilityCodec
 from imgcomp.systems.mentzer2018.symbols import integer_coder, pull_symbols
 from imgcomp.systems.mentzer2018.synthesis_numpy import NumpySynthesis, to_pixels
-from imgcomp.zoo import get_model, get_torch_free_model, model_folder
+from imgcomp.zoo import DEFAULT_MODEL, get_model, get_torch_free_model, model_folder
 from fresh_process import cli_decode, decompress_output
 
 ROOT = Path(__file__).parents[1]
@@ -62,7 +62,7 @@ def test_numpy_synthesis_computes_the_torch_decoder(overrides) -> None:
 
 def test_shipped_model_synthesis_agrees_with_torch_to_a_rounding_step() -> None:
     loaded = get_model(None)
-    light = get_torch_free_model(model_folder("mentzer2018/cpu-colour-lp"))
+    light = get_torch_free_model(model_folder(DEFAULT_MODEL))
     symbols = torch.randint(0, loaded.config.num_centers, (loaded.config.latent_channels, 16, 24))
     with torch.no_grad():
         expected = stream.reconstruct(loaded.model, symbols, 128, 190)
@@ -111,7 +111,7 @@ def test_both_engines_decode_the_same_symbols_and_nearly_the_same_pixels(demo_fi
 
 
 def test_a_model_folder_decodes_without_torch_and_is_checked(demo_file: bytes, tmp_path: Path) -> None:
-    folder = model_folder("mentzer2018/cpu-colour-lp")
+    folder = model_folder(DEFAULT_MODEL)
     np.testing.assert_array_equal(api.decode_image(demo_file, model=str(folder), engine="numpy"),
                                   api.decode_image(demo_file, engine="numpy"))
     with pytest.raises(ImgcompError, match="different model"):

@@ -59,7 +59,7 @@ def test_codecs_command_lists_every_codec_one_per_line() -> None:
     assert "imgcomp 0.5" in learned["library"] and rows["jpeg420"]["system"] is None
 
 
-def test_deprecated_codec_names_are_the_default_model() -> None:
+def test_deprecated_codec_names_are_the_default_model_of_0_5() -> None:
     from imgcomp.codecs import get_codec
 
     assert get_codec("imgcomp").model is get_codec("mentzer2018/cpu-colour-lp").model

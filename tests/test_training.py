@@ -271,6 +271,18 @@ def test_target_bpp_scales_a_recipes_per_head_targets() -> None:
     assert build_config("cpu-multirate-colour-lp", {"data": ".", "target_bpp": 1.6, "head_target_bpp": explicit}).head_targets(5) == explicit
 
 
+def test_fine_tuning_recipes_need_init_from() -> None:
+    """A recipe that fine-tunes (``needs_init_from``) is refused without --init-from, in every system."""
+    from imgcomp.systems import get_system
+
+    for system in ("rippel2017", "patel2019"):
+        recipes = get_system(system).recipes()
+        name = next(name for name, recipe in recipes.RECIPES.items() if recipe.get("needs_init_from"))
+        with pytest.raises(ImgcompError, match=f"recipe {name} fine-tunes a trained model"):
+            recipes.build_config(name, {"data": "."})
+        assert recipes.build_config(name, {"data": ".", "init_from": "RUN/model"}).init_from == "RUN/model"
+
+
 def test_cli_resume_of_a_run_from_before_the_rate_gradient_keeps_its_training(data: Path, tmp_path: Path) -> None:
     """A run folder whose train_config.json predates ``rate_through_context`` resumes without it."""
     from imgcomp.cli import _register_commands, app

@@ -6,8 +6,8 @@ the same with 20 steps of encoder-side latent refinement (``imgcomp encode --ref
 settings are the model's quality levels. A model folder becomes a codec with
 :func:`register_model_codec`.
 
-Deprecated names, kept because result files of imgcomp 0.2-0.5 use them: ``imgcomp`` (the default
-model) and ``imgcomp-refine`` (the default model, refined in 20 steps).
+Deprecated names, kept because result files of imgcomp 0.2-0.5 use them: ``imgcomp`` (imgcomp 0.5's
+default model, ``mentzer2018/cpu-colour-lp``) and ``imgcomp-refine`` (the same, refined in 20 steps).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from imgcomp.errors import ImgcompError
 
 DEFAULT_REFINE_STEPS = 20
 REFINE_SUFFIX = "+refine"
+ALIASED_MODEL = "mentzer2018/cpu-colour-lp"  # what result files of imgcomp 0.5 call "imgcomp" (its default)
 
 
 class LearnedCodec(Codec):
@@ -80,7 +81,7 @@ def register_learned_codecs() -> list[str]:
     """Register every shipped model (plain and refined) and the deprecated aliases."""
     from imgcomp.codecs.registry import register_codec
     from imgcomp.systems import get_system
-    from imgcomp.zoo import DEFAULT_MODEL, coding_system, shipped_models
+    from imgcomp.zoo import coding_system, shipped_models
 
     names = []
     for model, folder in shipped_models().items():
@@ -89,10 +90,10 @@ def register_learned_codecs() -> list[str]:
             name = codec_name(model, steps)
             register_codec(name, functools.partial(LearnedCodec, model, steps), replace=True)
             names.append(name)
-    if DEFAULT_MODEL in shipped_models():
-        register_codec("imgcomp", functools.partial(LearnedCodec, DEFAULT_MODEL, 0, "imgcomp"), replace=True, deprecated=True)
+    if ALIASED_MODEL in shipped_models():
+        register_codec("imgcomp", functools.partial(LearnedCodec, ALIASED_MODEL, 0, "imgcomp"), replace=True, deprecated=True)
         register_codec(
-            "imgcomp-refine", functools.partial(LearnedCodec, DEFAULT_MODEL, DEFAULT_REFINE_STEPS, "imgcomp-refine"),
+            "imgcomp-refine", functools.partial(LearnedCodec, ALIASED_MODEL, DEFAULT_REFINE_STEPS, "imgcomp-refine"),
             replace=True, deprecated=True,
         )
     return names

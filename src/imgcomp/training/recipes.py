@@ -17,10 +17,14 @@ def recipe_settings(recipes: dict[str, dict[str, Any]], recipe: str | None) -> d
     return dict(recipes[recipe]["settings"])
 
 
-def training_config(config_class: type, settings: dict[str, Any]) -> Any:
-    """``config_class(**settings)``; ``data`` is required, unknown or bad settings are clear errors."""
+def training_config(config_class: type, settings: dict[str, Any], recipes: dict[str, dict[str, Any]] | None = None,
+                    recipe: str | None = None) -> Any:
+    """``config_class(**settings)``; ``data`` is required, unknown or bad settings are clear errors,
+    and so is a missing ``init_from`` for a ``recipe`` of ``recipes`` that fine-tunes (``needs_init_from``)."""
     if "data" not in settings:
         raise ImgcompError("--data is required: a folder of training images")
+    if recipe is not None and recipes is not None and recipes[recipe].get("needs_init_from") and not settings.get("init_from"):
+        raise ImgcompError(f"recipe {recipe} fine-tunes a trained model: give it with --init-from RUN/model")
     try:
         return config_class(**settings)
     except TypeError as exc:

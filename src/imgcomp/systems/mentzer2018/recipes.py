@@ -71,4 +71,4 @@ def build_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
     if top is not None and heads and "head_target_bpp" not in overrides:
         overrides = {**overrides, "head_target_bpp": [top * value / heads[-1] for value in heads]}
     settings.update(overrides)
-    return training_config(TrainConfig, settings)
+    return training_config(TrainConfig, settings, RECIPES, recipe)

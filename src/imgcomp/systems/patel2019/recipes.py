@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgcomp.errors import ImgcompError
 from imgcomp.training.recipes import recipe_settings, training_config
 from imgcomp.systems.base import get_system
 from imgcomp.systems.patel2019.objective import DPC_DECODER, DPC_OBJECTIVE
@@ -103,6 +102,4 @@ def build_config(recipe: str | None, overrides: dict[str, Any]) -> Any:
     settings: dict[str, Any] = {**DPC_OBJECTIVE, **DPC_DECODER}  # this system's defaults
     settings.update(recipe_settings(RECIPES, recipe))
     settings.update(overrides)
-    if recipe is not None and RECIPES[recipe].get("needs_init_from") and not settings.get("init_from"):
-        raise ImgcompError(f"recipe {recipe} continues another run: give its model with --init-from RUN/model")
-    return training_config(get_system(CODING_SYSTEM).training().TrainConfig, settings)
+    return training_config(get_system(CODING_SYSTEM).training().TrainConfig, settings, RECIPES, recipe)

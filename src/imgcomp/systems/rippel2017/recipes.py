@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgcomp.errors import ImgcompError
 from imgcomp.training.recipes import recipe_settings, training_config
 from imgcomp.systems.rippel2017.training import TrainConfig
 
@@ -61,6 +60,4 @@ def build_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
         base = settings.get("target_bpp") or RECIPES["cpu"]["settings"]["target_bpp"]
         overrides = {**overrides, "target_bpp": [top * value / base[-1] for value in base]}
     settings.update(overrides)
-    if recipe is not None and RECIPES[recipe].get("needs_init_from") and not settings.get("init_from"):
-        raise ImgcompError(f"recipe {recipe} fine-tunes a trained model: give it with --init-from RUN/model")
-    return training_config(TrainConfig, settings)
+    return training_config(TrainConfig, settings, RECIPES, recipe)
