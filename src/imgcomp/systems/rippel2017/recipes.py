@@ -28,7 +28,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "layer added (32 x 32 blocks, step 4; encoders then code with these settings instead of searching "
         "per image): 3000 steps of 8 x 128px crops, lr 1e-4. The shipped rippel2017/cpu-lp is "
         "cpu (6000 steps) -> cpu-gan --no-adversarial (2000) -> cpu-lp (3000) -> cpu-lp --steps 6000 --lr 3e-4 "
-        "-> cpu-lp --steps 6000 --lr 1e-3, three times (docs/rippel2017.md)",
+        "-> cpu-lp --steps 6000 --lr 1e-3, four times (docs/rippel2017.md)",
         "needs_init_from": True,
         "settings": {
             "preset": "cpu", "steps": 3000, "batch_size": 8, "crop": 128, "lr": 1e-4,
