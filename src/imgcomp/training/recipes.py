@@ -17,6 +17,12 @@ def recipe_settings(recipes: dict[str, dict[str, Any]], recipe: str | None) -> d
     return dict(recipes[recipe]["settings"])
 
 
+def scaled_to_top(targets: list[float], top: float) -> list[float]:
+    """Per-quality rate targets scaled so that the highest is ``top`` (what ``--target-bpp`` does
+    to a recipe's list; the ratios stay)."""
+    return [top * value / targets[-1] for value in targets]
+
+
 def training_config(config_class: type, settings: dict[str, Any], recipes: dict[str, dict[str, Any]] | None = None,
                     recipe: str | None = None) -> Any:
     """``config_class(**settings)``; ``data`` is required, unknown or bad settings are clear errors,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgcomp.training.recipes import recipe_settings, training_config
+from imgcomp.training.recipes import recipe_settings, scaled_to_top, training_config
 from imgcomp.systems.mentzer2018.training import TrainConfig
 
 _COLOUR_SETTINGS: dict[str, Any] = {
@@ -69,6 +69,6 @@ def build_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
     top = overrides.get("target_bpp")
     heads = settings.get("head_target_bpp")
     if top is not None and heads and "head_target_bpp" not in overrides:
-        overrides = {**overrides, "head_target_bpp": [top * value / heads[-1] for value in heads]}
+        overrides = {**overrides, "head_target_bpp": scaled_to_top(heads, top)}
     settings.update(overrides)
     return training_config(TrainConfig, settings, RECIPES, recipe)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgcomp.training.recipes import recipe_settings, training_config
+from imgcomp.training.recipes import recipe_settings, scaled_to_top, training_config
 from imgcomp.systems.rippel2017.training import TrainConfig
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -58,6 +58,6 @@ def build_config(recipe: str | None, overrides: dict[str, Any]) -> TrainConfig:
     top = overrides.get("target_bpp")
     if isinstance(top, (int, float)):  # the command line's --target-bpp: the highest quality's target
         base = settings.get("target_bpp") or RECIPES["cpu"]["settings"]["target_bpp"]
-        overrides = {**overrides, "target_bpp": [top * value / base[-1] for value in base]}
+        overrides = {**overrides, "target_bpp": scaled_to_top(base, top)}
     settings.update(overrides)
     return training_config(TrainConfig, settings, RECIPES, recipe)
