@@ -40,10 +40,12 @@ from imgcomp.data import (
     make_val_loader,
     prepare_dataset,
 )
+from imgcomp.data.folder import data_set_images
 from imgcomp.data.licenses import dep5_license, find_license, license_from_notice, parse_dep5
 from imgcomp.data.manifest import read_manifest
 from imgcomp.data.packages import ExtractedPackage, PackageFetcher
 from imgcomp.data.sources import (
+    MIXED_PHOTO_WEIGHT,
     PACKAGE_LICENSES,
     POOL_SOURCES,
     TRAIN_SOURCES,
@@ -101,6 +103,28 @@ def test_list_images_errors(tmp_path: Path) -> None:
     (empty / "sub" / "x.png").write_bytes(b"x")
     with pytest.raises(ImgcompError, match="no PNG or JPEG"):
         list_images(empty)
+
+
+def test_image_list_files(tmp_path: Path) -> None:
+    write_image(tmp_path / "photos" / "a.png", 40, 30)
+    write_image(tmp_path / "photos" / "b.jpg", 40, 30)
+    listing = tmp_path / "weighted.txt"
+    listing.write_text(f"# comment\nphotos/a.png\n\n  photos/b.jpg  \nphotos/a.png\n{tmp_path / 'photos' / 'b.jpg'}\n")
+    assert [p.relative_to(tmp_path).as_posix() for p in data_set_images(listing)] == [
+        "photos/a.png", "photos/b.jpg", "photos/a.png", "photos/b.jpg"]
+    assert [p.name for p in data_set_images(tmp_path / "photos")] == ["a.png", "b.jpg"]  # a folder as before
+    dataset = RandomCropDataset(listing, 16)
+    assert len(dataset) == 4 and dataset.image(0) is dataset.image(2)  # decoded once, sampled twice
+    for text, message in [
+        ("photos/missing.png\n", "line 1: .*missing.png: no such file"),
+        ("# nothing\n\n", "names no image"),
+        ("photos/a.png\nnotes.md\n", "line 2: notes.md is not a PNG or JPEG image"),
+    ]:
+        listing.write_text(text)
+        with pytest.raises(ImgcompError, match=message):
+            data_set_images(listing)
+    with pytest.raises(ImgcompError, match="no such image list"):
+        data_set_images(tmp_path / "absent.txt")
 
 
 # ------------------------------------------------------------------------------ training pipeline
@@ -593,10 +617,11 @@ def test_signatures_texture_and_jpeg_bpp(tmp_path: Path) -> None:
     assert prepare_module.jpeg_bpp(smooth) < 0.5 < 2 < prepare_module.jpeg_bpp(textured)
 
 
-def test_prepare_pool_and_textured_validation(tmp_path: Path) -> None:
+def test_prepare_pool_and_textured_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     roots, groups = make_pool_packages(tmp_path / "packages")
     fetcher = FakeFetcher(roots)
     out = tmp_path / "data"
+    monkeypatch.setattr(prepare_module, "TEXTURE_PACKAGES", frozenset({"fake-game"}))
     report = prepare_dataset(out, fetcher=fetcher, sources=groups)
     assert report.counts == {"train": 6, "val-textured": 2}
     dropped = dict(report.dropped)
@@ -636,6 +661,14 @@ def test_prepare_pool_and_textured_validation(tmp_path: Path) -> None:
     for path, entry in entries.items():
         assert entry["sha256"] == sha256((out / path).read_bytes())
     assert "pool-v1" in document["processing"]
+
+    # The weighted list: the game texture once, each photograph MIXED_PHOTO_WEIGHT times.
+    listed = data_set_images(out / "train-mixed.txt")
+    names = [path.name for path in listed]
+    assert names.count("game-rock.png") == 1
+    assert {name: names.count(name) for name in names if name != "game-rock.png"} == {
+        name: MIXED_PHOTO_WEIGHT for name in sizes if name != "game-rock.png"}
+    assert all(path.parent == out / "train" for path in listed)
 
     # Rerun: nothing rebuilt; the manifest is byte-identical.
     manifest_bytes = (out / "manifest.json").read_bytes()

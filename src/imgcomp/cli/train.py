@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from imgcomp.data.folder import LIST_SUFFIX
 from imgcomp.errors import ImgcompError
 
 console = Console(stderr=True)
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
 def train_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: checkpoints, logs, exported model (required)."),
-    data: Optional[Path] = typer.Option(None, help="Folder of training images (e.g. DATA/train from `imgcomp data prepare`)."),
+    data: Optional[Path] = typer.Option(None, help="Folder of training images (e.g. DATA/train from `imgcomp data prepare`), or a .txt list of image paths where repeats weight an image (DATA/train-mixed.txt)."),
     val_data: Optional[Path] = typer.Option(None, help="Folder of validation images (e.g. DATA/val)."),
     recipe: Optional[str] = typer.Option(None, help="A named recipe of settings (see `imgcomp train --list-recipes`)."),
     preset: Optional[str] = typer.Option(None, help=_presets_help()),
@@ -122,8 +123,8 @@ def train_command(
                 raise ImgcompError(f"{out}: exists and is not empty (use --resume to continue it or --force to start over)")
             shutil.rmtree(out)
         config = build_config(recipe, overrides)
-    if not Path(config.data).is_dir():
-        raise ImgcompError(f"{config.data}: training data folder not found (run `imgcomp data prepare --out DATA`)")
+    if not Path(config.data).is_dir() and not (Path(config.data).suffix.lower() == LIST_SUFFIX and Path(config.data).is_file()):
+        raise ImgcompError(f"{config.data}: training data folder or .txt image list not found (run `imgcomp data prepare --out DATA`)")
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

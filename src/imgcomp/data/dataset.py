@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from imgcomp.data.folder import list_images
+from imgcomp.data.folder import data_set_images
 from imgcomp.errors import ImgcompError
 from imgcomp.io import load_image
 
@@ -41,7 +41,7 @@ SmallImages = Literal["pad", "skip"]
 
 def _paths(images: ImagesArg) -> list[Path]:
     if isinstance(images, (str, os.PathLike)):
-        return list_images(images)
+        return data_set_images(images)
     paths = [Path(path) for path in images]
     if not paths:
         raise ImgcompError("no images given")
@@ -78,7 +78,8 @@ def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 class RandomCropDataset(Dataset):
-    """Random crops of a folder's images (or a list of image files), decoded once and cached.
+    """Random crops of a folder's images (or a list of image files, or a ``.txt`` list file where
+    repeats weight an image), decoded once and cached.
 
     Index with ``(image_index, sample_seed)`` as :class:`CropSampler` yields: the crop position
     and flips come from ``numpy.random.default_rng(sample_seed)``. A plain integer index uses
@@ -99,7 +100,11 @@ class RandomCropDataset(Dataset):
         self.crop_height, self.crop_width = _crop_shape(crop_size)
         self.vertical_flip = vertical_flip
         paths = _paths(images)
-        arrays = [load_image(path) for path in paths] if cache else None
+        if cache:  # a path listed several times (a weighted list file) is decoded once
+            decoded: dict[Path, np.ndarray] = {}
+            arrays = [decoded[path] if path in decoded else decoded.setdefault(path, load_image(path)) for path in paths]
+        else:
+            arrays = None
         if small_images == "skip":
             sizes = [a.shape[:2] for a in arrays] if arrays is not None else map(_image_size, paths)
             keep = [h >= self.crop_height and w >= self.crop_width for h, w in sizes]

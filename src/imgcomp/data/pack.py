@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import numpy as np
 from PIL import Image
 
-from imgcomp.data.folder import list_images
+from imgcomp.data.folder import data_set_images
 from imgcomp.errors import ImgcompError
 from imgcomp.io import load_image
 
@@ -83,7 +83,7 @@ def pack_training_set(
     if not 1 <= quality <= 100 or crop < 16 or max_bytes <= 0:
         raise ImgcompError("quality must be 1-100, crop >= 16 and the budget positive")
     folders = [Path(s) for s in sources]
-    paths = [p for folder in folders for p in list_images(folder)]
+    paths = [p for folder in folders for p in data_set_images(folder)]
     if not paths:
         raise ImgcompError(f"no training images in {', '.join(map(str, folders))}")
     out = Path(out)

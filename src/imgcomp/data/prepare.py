@@ -50,7 +50,9 @@ from imgcomp.data.licenses import LicenseInfo, find_license
 from imgcomp.data.manifest import Manifest, ManifestEntry, read_manifest, write_manifest
 from imgcomp.data.packages import ExtractedPackage, Fetcher, PackageFetcher
 from imgcomp.data.sources import (
+    MIXED_PHOTO_WEIGHT,
     POOL_SOURCES,
+    TEXTURE_PACKAGES,
     TRAIN_SOURCES,
     VAL_SOURCES,
     VAL_TEXTURED_SOURCES,
@@ -325,8 +327,32 @@ def prepare_dataset(
     for split in sorted({job.group.split for job in jobs}):
         report.counts[split] = sum(1 for entry in manifest.entries.values() if entry.split == split)
         _warn_about_unlisted(out / split, manifest)
+    write_mixed_list(out, manifest)
     report.seconds = time.perf_counter() - start
     return report
+
+
+MIXED_LIST = "train-mixed.txt"
+
+
+def write_mixed_list(out: Path, manifest: Manifest) -> Path | None:
+    """Write ``out/train-mixed.txt``: every ``train/`` image, a photograph
+    :data:`~imgcomp.data.sources.MIXED_PHOTO_WEIGHT` times and a texture of
+    :data:`~imgcomp.data.sources.TEXTURE_PACKAGES` once (a weighted training set for
+    ``imgcomp train --data``; the shipped default was trained on it). None if there is no
+    ``train/`` image."""
+    train = sorted((entry for entry in manifest.entries.values() if entry.split == "train"), key=lambda e: e.path)
+    if not train:
+        return None
+    lines = [
+        f"# {MIXED_LIST}: the training images of manifest.json, each photograph {MIXED_PHOTO_WEIGHT} times and",
+        "# each game texture once (imgcomp data prepare; use with imgcomp train --data)",
+    ]
+    for entry in train:
+        lines += [entry.path] * (1 if entry.package in TEXTURE_PACKAGES else MIXED_PHOTO_WEIGHT)
+    path = out / MIXED_LIST
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def _plan(groups: tuple[ImageGroup, ...]) -> list[_Job]:

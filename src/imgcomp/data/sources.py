@@ -460,6 +460,13 @@ POOL_SOURCES: tuple[ImageGroup, ...] = (
 # jesper (2.13) as too smooth (anne_helene, 400x600, is too small), so they are not listed; the
 # threshold stays as a guard.
 
+# The pool's game-data packages: photo-derived textures, 257 of the 315 training images. The other
+# training images are whole photographs; ``train-mixed.txt`` lists each of those MIXED_PHOTO_WEIGHT
+# times, so that crops come about half from photographs and half from textures (trained on the
+# textures' share alone, a model improved on textured photos and lost 20-30% on smooth ones).
+TEXTURE_PACKAGES = frozenset({"0ad-data", "flightgear-data-base", "supertuxkart-data", "ufoai-textures"})
+MIXED_PHOTO_WEIGHT = 4
+
 VAL_TEXTURED_MIN_TEXTURE = 2.5
 
 _KPHOTOALBUM_DEMO = (

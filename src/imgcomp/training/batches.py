@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from imgcomp.data.dataset import RandomCropDataset
-from imgcomp.data.folder import list_images
+from imgcomp.data.folder import data_set_images, list_images
 from imgcomp.errors import ImgcompError
 from imgcomp.io import load_image
 
@@ -51,10 +51,9 @@ class StepBatches:
         if batch_size % world_size:
             raise ImgcompError(f"batch size {batch_size} is not divisible by {world_size} processes")
         crops = RandomCropDataset(folder, crop, small_images="skip")
-        if len(crops) < len(list_images(folder)):
-            raise ImgcompError(
-                f"{len(list_images(folder)) - len(crops)} training images are smaller than the {crop}px crop"
-            )
+        listed = len(data_set_images(folder))
+        if len(crops) < listed:
+            raise ImgcompError(f"{listed - len(crops)} training images are smaller than the {crop}px crop")
         self.dataset = _StepCrops(crops, batch_size // world_size, seed, rank)
         self.workers = workers
         self._loader: DataLoader | None = None
@@ -74,7 +73,7 @@ class StepBatches:
 def input_statistics(folder: str) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation (0-255 scale) over the first training images;
     the model's fixed input normalisation (Mentzer et al. 2018, Fig. 2, "Normalize")."""
-    paths = list_images(folder)[:STATISTICS_IMAGES]
+    paths = data_set_images(folder)[:STATISTICS_IMAGES]
     pixels = np.concatenate([load_image(p).reshape(-1, 3)[::7] for p in paths]).astype(np.float64)
     return [round(float(v), 3) for v in pixels.mean(0)], [round(float(v), 3) for v in pixels.std(0)]
 
