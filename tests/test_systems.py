@@ -37,9 +37,11 @@ def test_systems_are_found_by_name_id_and_config() -> None:
 def test_shipped_models_are_named_by_system_with_0_5_aliases() -> None:
     from imgcomp.zoo import DEFAULT_MODEL, canonical_name, get_model, model_name, shipped_models
 
-    assert DEFAULT_MODEL == "mentzer2018/cpu-colour-lp"
-    assert sorted(shipped_models()) == ["mentzer2018/cpu", "mentzer2018/cpu-colour", "mentzer2018/cpu-colour-lp", "patel2019/dpc", "rippel2017/cpu-lp"]
-    assert canonical_name("mentzer2018-cpu-colour-lp") == DEFAULT_MODEL
+    assert DEFAULT_MODEL == "mentzer2018/cpu-mixed"
+    assert sorted(shipped_models()) == [
+        "mentzer2018/cpu", "mentzer2018/cpu-colour", "mentzer2018/cpu-colour-lp", "mentzer2018/cpu-mixed", "patel2019/dpc",
+        "rippel2017/cpu-lp"]
+    assert canonical_name("mentzer2018-cpu-colour-lp") == "mentzer2018/cpu-colour-lp"  # 0.5's name of 0.5's default
     assert model_name(get_model()) == DEFAULT_MODEL and get_model().system.name == "mentzer2018"
 
 
@@ -62,5 +64,6 @@ def test_codecs_command_lists_every_codec_one_per_line() -> None:
 def test_deprecated_codec_names_are_the_default_model_of_0_5() -> None:
     from imgcomp.codecs import get_codec
 
-    assert get_codec("imgcomp").model is get_codec("mentzer2018/cpu-colour-lp").model
+    aliased, named = get_codec("imgcomp"), get_codec("mentzer2018/cpu-colour-lp")
+    assert aliased.model_name == named.model_name and aliased.model.weights_sha256 == named.model.weights_sha256
     assert get_codec("imgcomp-refine").refine_steps == 20

@@ -252,7 +252,10 @@ def test_every_shipped_model_has_a_recipe_and_recipes_start_from_shipped_names()
     assert config.init_from == "mentzer2018/cpu-colour" and config.lowpass is not None
     assert model_folder(config.init_from) == shipped_models()["mentzer2018/cpu-colour"]
     assert model_folder("mentzer2018-cpu-colour") == shipped_models()["mentzer2018/cpu-colour"]  # 0.5 name
-    assert config.model_config().to_dict() == get_model(DEFAULT_MODEL).config.to_dict()
+    assert config.model_config().to_dict() == get_model("mentzer2018/cpu-colour-lp").config.to_dict()
+    default = build_config("cpu-mixed", {"data": "."})  # the default's recipe continues 0.5's default
+    assert default.init_from == "mentzer2018/cpu-colour-lp" and default.head_targets(5)[-1] == pytest.approx(1.0)
+    assert default.model_config().to_dict() == get_model(DEFAULT_MODEL).config.to_dict()
     with pytest.raises(ImgcompError, match="not found"):
         model_folder("no-such-model")
 

@@ -332,7 +332,7 @@ def compress(
     """Compress an image (path, bytes, PIL image or (H, W, 3) uint8 array) to ``.icz`` bytes.
 
     ``quality`` picks the quality level (1 = smallest file); the default is the highest.
-    ``model`` is a shipped model's name (``"mentzer2018/cpu-colour-lp"``, the default), a model
+    ``model`` is a shipped model's name (``"mentzer2018/cpu-mixed"``, the default), a model
     folder or a loaded model. ``refine_steps`` > 0 trades encode time for smaller, better files.
     ``keep_metadata`` keeps the EXIF (less its orientation) and an sRGB ICC profile in the file;
     :func:`decompress` returns them in the image's ``info``. ``max_pixels`` overrides the pixel

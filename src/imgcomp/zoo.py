@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 WEIGHTS_FILE = "model.safetensors"  # as imgcomp.models.export names them (which imports torch)
 CONFIG_FILE = "config.json"
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "mentzer2018/cpu-colour-lp"
+DEFAULT_MODEL = "mentzer2018/cpu-mixed"
 
 
 def shipped_models() -> dict[str, Path]:

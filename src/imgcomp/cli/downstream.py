@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from imgcomp.zoo import DEFAULT_MODEL
+
 downstream_app = typer.Typer(
     help="Downstream machine perception on every codec's reconstructions (text detection and recognition).",
     no_args_is_help=True,
@@ -22,7 +24,7 @@ def ocr_command(
     image_dir: Path = typer.Argument(..., help="Folder of images, each with its ground-truth .json beside it (imgcomp data text-scenes)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json (resumed; refused if from another run, unless --force) and, rewritten from it each time, summary.json, table.md and the plots."),
     codecs: str = typer.Option(
-        "jpeg420,webp,avif444,jpegxl,mentzer2018/cpu-colour-lp", "--codecs", "-c", help="Comma-separated codec names."
+        f"jpeg420,webp,avif444,jpegxl,{DEFAULT_MODEL}", "--codecs", "-c", help="Comma-separated codec names."
     ),
     settings: list[str] | None = typer.Option(
         None, "--settings", help="Override a codec's sweep, e.g. --settings jpeg420=3,8,18,35 (repeatable)."

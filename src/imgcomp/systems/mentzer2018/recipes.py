@@ -37,6 +37,14 @@ RECIPES: dict[str, dict[str, Any]] = {
             "init_from": "mentzer2018/cpu-colour", "lr": 1e-4, "lowpass_block": 16, "lowpass_step": 3,
         },
     },
+    "cpu-mixed": {
+        "description": "fine-tunes mentzer2018/cpu-colour-lp 3000 steps (lr 5e-4) with its heads' targets scaled to 0.15-1.0 bpp, on --data DATA/train-mixed.txt (photographs 4x, textures 1x): the shipped default (mentzer2018/cpu-mixed); 20-45 min with one thread on a 2-core EPYC",
+        "settings": {
+            **_COLOUR_SETTINGS, "steps": 3000, "init_from": "mentzer2018/cpu-colour-lp", "lr": 5e-4,
+            "target_bpp": 1.0, "head_target_bpp": scaled_to_top(_COLOUR_SETTINGS["head_target_bpp"], 1.0),
+            "lowpass_block": 16, "lowpass_step": 3,
+        },
+    },
     "gpu-multirate": {
         "description": "mid preset (n=96, 4 residual blocks), 5 heads (0.12..0.8 bpp), colour anchor, batch 32 x 256px: the GPU job (scripts/gpu_train.sh, docs/training-gpu.md) trains it for a time budget",
         "settings": {
