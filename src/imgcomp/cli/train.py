@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from imgcomp.data.folder import LIST_SUFFIX
+from imgcomp.data.folder import data_set_images
 from imgcomp.errors import ImgcompError
 
 console = Console(stderr=True)
@@ -123,8 +123,10 @@ def train_command(
                 raise ImgcompError(f"{out}: exists and is not empty (use --resume to continue it or --force to start over)")
             shutil.rmtree(out)
         config = build_config(recipe, overrides)
-    if not Path(config.data).is_dir() and not (Path(config.data).suffix.lower() == LIST_SUFFIX and Path(config.data).is_file()):
-        raise ImgcompError(f"{config.data}: training data folder or .txt image list not found (run `imgcomp data prepare --out DATA`)")
+    try:
+        data_set_images(config.data)  # a folder or a list file, checked before the run starts
+    except ImgcompError as exc:
+        raise ImgcompError(f"{exc} (run `imgcomp data prepare --out DATA`)") from None
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
